@@ -1,0 +1,3 @@
+from prefsum.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,267 @@
+"""The ``prefsum`` command line: the composition root, the one place that may import every room.
+
+Every import of a room happens inside the handler that needs it, so ``prefsum --help`` stays instant (no torch).
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from prefsum import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    """A user-facing error: printed as ``prefsum: error: ...`` without a traceback, exit code 2."""
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------- data
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    from training.data import validate_file  # noqa: PLC0415
+
+    path = Path(args.path)
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    result = validate_file(path, args.format)
+    if result.ok:
+        print(f"{path}: {len(result.records)} {args.format} records, no problems")
+        return EXIT_OK
+    for problem in result.problems:
+        print(problem)
+    print(
+        f"{path}: {len(result.problems)} problem(s); {len(result.records)} good {args.format} records",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from training.world import SIZES, synth  # noqa: PLC0415
+
+    if args.size not in SIZES:
+        raise CliError(f"unknown --size {args.size!r}; choose one of {', '.join(SIZES)}")
+    t0 = time.perf_counter()
+    summary = synth(Path(args.out), seed=args.seed, size=args.size)
+    summary = dict(summary) | {"seconds": round(time.perf_counter() - t0, 2)}
+    print(json.dumps(summary, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from evals.world_stats import compute_stats  # noqa: PLC0415
+
+    data = Path(args.dir)
+    if not (data / "frames.jsonl").is_file():
+        raise CliError(f"{data} is not a world directory (no frames.jsonl); make one with `prefsum data synth`")
+    stats = compute_stats(data)
+    if args.json:
+        print(json.dumps(stats, sort_keys=True))
+    else:
+        width = max(map(len, stats))
+        for key, value in stats.items():
+            print(f"{key:<{width}}  {value}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------- train
+
+
+def cmd_train_tokenizer(args: argparse.Namespace) -> int:
+    from training.tokenizer import TokenizerConfig, train_tokenizer  # noqa: PLC0415
+
+    cfg = TokenizerConfig(vocab_size=args.vocab_size, min_frequency=args.min_frequency)
+    t0 = time.perf_counter()
+    _say(f"training byte-level BPE (vocab {cfg.vocab_size}) on {', '.join(args.corpus)} ...")
+    tok = train_tokenizer(args.corpus, args.out, cfg)
+    _say(
+        f"wrote {args.out}: {len(tok)} tokens, eos={tok.eos_token!r} pad={tok.pad_token!r} "
+        f"in {time.perf_counter() - t0:.1f}s"
+    )
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------- parser
+
+
+def _not_yet(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        raise CliError(
+            f"`prefsum {name}` is not implemented yet (tracked in issue: {issue}); "
+            "see `prefsum --help` for what works today"
+        )
+
+    return handler
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps paragraphs of descriptions; shows a default only where there is a meaningful one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            action.default not in (None, False, argparse.SUPPRESS)
+            and "%(default)" not in text
+            and action.option_strings
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="prefsum",
+        formatter_class=_Formatter,
+        description=(
+            "Train text summarizers from human feedback and serve them (Stiennon et al. 2020):\n"
+            "SFT on TL;DR -> reward model on pairwise comparisons -> PPO with a KL penalty -> ONNX -> service.\n\n"
+            "Runs offline on a CPU in a simulated world with known ground truth (`prefsum data synth`),\n"
+            "and on real data and GPUs with the real profiles in configs/."
+        ),
+        epilog="Run `prefsum COMMAND --help` for each command's options.",
+    )
+    p.add_argument("--version", action="version", version=f"prefsum {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(parent, name: str, help: str, handler, description: str | None = None):
+        sp = parent.add_parser(name, help=help, description=description or help, formatter_class=_Formatter)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    # data ------------------------------------------------------------------------------------------------------
+    data = sub.add_parser(
+        "data",
+        help="validate public-format data files; generate and inspect the offline world",
+        description="Data tools: validate files in the public formats, synthesize the offline "
+        "world, print its statistics.",
+    )
+    dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    v = add(
+        dsub,
+        "validate",
+        "check a JSONL file in a public format; list every problem as PATH:LINE: field: problem",
+        cmd_data_validate,
+        "Check every line of a JSONL file against a public format. Prints the record count and exits 0 when the "
+        "file is good; otherwise prints each problem as PATH:LINE: field: problem and exits 2. Blank lines are "
+        "skipped and a UTF-8 BOM is accepted.\n\nFormats: tldr = {id, subreddit, title, post, summary}; "
+        "comparisons = {info, summaries[2], choice, worker, batch, split, extra}; axis = {info, split, "
+        "summary{text, policy, note, axes}, worker, batch}; cnndm = {id, article, highlights}.",
+    )
+    v.add_argument("path", help="the JSONL file")
+    v.add_argument(
+        "--format",
+        required=True,
+        choices=["tldr", "comparisons", "axis", "cnndm"],
+        help="which public format the file is in",
+    )
+    s = add(
+        dsub,
+        "synth",
+        "generate the offline world (posts, news, pretraining corpus, hidden frames)",
+        cmd_data_synth,
+        "Generate the simulated world deterministically for a seed: tldr/{train,valid,test}.jsonl, "
+        "news/{valid,test}.jsonl, pretrain.txt and frames.jsonl (hidden ground truth, read only by judges).",
+    )
+    s.add_argument("--out", required=True, help="output directory")
+    s.add_argument("--seed", type=int, default=0, help="world seed; same seed, same bytes")
+    s.add_argument("--size", default="default", help="tiny (tests), default (the tiny training profile) or large")
+    st = add(
+        dsub,
+        "stats",
+        "statistics of a generated world (sizes, lengths, labeler agreement, gold sanity checks)",
+        cmd_data_stats,
+    )
+    st.add_argument("dir", help="a directory written by `prefsum data synth`")
+    st.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    # train -----------------------------------------------------------------------------------------------------
+    train = sub.add_parser(
+        "train",
+        help="train a stage: tokenizer, pretrain, sft, rm, ppo, ppo-sweep",
+        description="Training stages. Each writes a Hugging Face checkpoint plus prefsum.json.",
+    )
+    tsub = train.add_subparsers(dest="train_command", metavar="STAGE", required=True)
+    tk = add(
+        tsub, "tokenizer", "train a byte-level BPE tokenizer (EOS and [PAD] distinct) on a corpus", cmd_train_tokenizer
+    )
+    tk.add_argument("--corpus", nargs="+", required=True, help="text file(s), e.g. WORLD/pretrain.txt")
+    tk.add_argument("--out", required=True, help="output folder (a Hugging Face fast tokenizer)")
+    tk.add_argument("--vocab-size", type=int, default=4096, help="vocabulary size including bytes and specials")
+    tk.add_argument("--min-frequency", type=int, default=2, help="minimum pair count for a merge")
+    for name, help_ in [
+        ("pretrain", "pretrain a small causal LM on the world's pretrain.txt"),
+        ("sft", "supervised fine-tuning on reference TL;DRs (loss on response tokens only)"),
+        ("rm", "reward model on pairwise comparisons (Bradley-Terry), references centred at 0"),
+        ("ppo", "PPO against the reward model with a per-token KL penalty to the SFT policy"),
+        ("ppo-sweep", "PPO at several KL coefficients: the over-optimisation curve"),
+    ]:
+        sp = add(tsub, name, help_, _not_yet(f"train {name}", "Training I/II"))
+        sp.add_argument("--config", help="TOML profile in configs/")
+
+    # label / export / serve / eval / pipeline ---------------------------------------------------------------------
+    lb = add(
+        sub,
+        "label",
+        "run a comparison round: sample summaries from policies and have labelers choose",
+        _not_yet("label", "Training I"),
+    )
+    lb.add_argument("--policies", help="comma-separated checkpoints")
+    ex = add(
+        sub,
+        "export",
+        "export a checkpoint to an ONNX bundle (policy with KV cache, or reward model)",
+        _not_yet("export", "Export to ONNX"),
+    )
+    ex.add_argument("--checkpoint", help="checkpoint folder")
+    sv = add(
+        sub,
+        "serve",
+        "serve summaries, reward scores, eval jobs and the labeling page over HTTP",
+        _not_yet("serve", "The Litestar service"),
+    )
+    sv.add_argument("--bundles", help="folder of bundles")
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate policies (raw and length-controlled preference) and write reports",
+        description="Evaluations on TL;DR and news transfer.",
+    )
+    esub = ev.add_subparsers(dest="eval_command", metavar="SUBCOMMAND", required=True)
+    add(esub, "run", "generate summaries and collect judgments", _not_yet("eval run", "Evals"))
+    add(esub, "report", "analyse judgments into a report with plots", _not_yet("eval report", "Evals"))
+    pl = add(
+        sub,
+        "pipeline",
+        "the whole loop: world -> tokenizer -> pretrain -> SFT -> labels -> RM -> PPO -> export -> evals -> report",
+        _not_yet("pipeline", "The main job end to end"),
+    )
+    pl.add_argument("--config", help="TOML profile")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except CliError as e:
+        print(f"prefsum: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FileNotFoundError, ValueError) as e:
+        # Bad paths and bad values from the user's files: a clear message, no traceback.
+        print(f"prefsum: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("prefsum: interrupted", file=sys.stderr)
+        return 130

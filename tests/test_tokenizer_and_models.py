@@ -1,0 +1,78 @@
+"""The tokenizer builder (EOS and [PAD] distinct, no token_type_ids) and the tiny from-config models."""
+
+import pytest
+import torch
+
+from prefsum.cli import main
+from tests.helpers import tiny_gpt2, tiny_llama
+from training.modeling import ModelConfig, count_parameters
+from training.tokenizer import EOS_TOKEN, PAD_TOKEN, load_tokenizer
+
+torch.set_num_threads(1)
+
+
+def test_special_tokens_are_distinct_and_named(tiny_tokenizer):
+    tok = tiny_tokenizer
+    assert tok.eos_token == EOS_TOKEN and tok.pad_token == PAD_TOKEN
+    assert tok.eos_token_id != tok.pad_token_id
+    assert {tok.eos_token_id, tok.pad_token_id} == {0, 1}  # specials come first in the vocabulary
+    assert len(tok) == 400
+
+
+def test_no_token_type_ids_and_lossless_round_trip(tiny_tokenizer):
+    text = " boyfriend (27M) wants to move to Denver — naïve? 😀"
+    enc = tiny_tokenizer(text)
+    assert set(enc.keys()) == {"input_ids", "attention_mask"}
+    assert tiny_tokenizer.decode(enc["input_ids"]) == text  # byte-level: any text survives, unicode included
+    # no BOS/EOS added implicitly: the caller decides where EOS goes
+    assert tiny_tokenizer.eos_token_id not in enc["input_ids"]
+
+
+def test_learned_merges_compress_the_corpus(tiny_tokenizer):
+    text = "My boyfriend (27M) and I (25F) have been together for 3 years."
+    assert len(tiny_tokenizer(text)["input_ids"]) < len(text.encode()) / 2
+
+
+def test_save_load_round_trip(tiny_tokenizer, tmp_path):
+    tiny_tokenizer.save_pretrained(tmp_path / "t")
+    again = load_tokenizer(tmp_path / "t")
+    assert again.model_input_names == ["input_ids", "attention_mask"]
+    assert again("the dog")["input_ids"] == tiny_tokenizer("the dog")["input_ids"]
+    with pytest.raises(FileNotFoundError, match="prefsum train tokenizer"):
+        load_tokenizer(tmp_path / "missing")
+
+
+def test_cli_trains_a_tokenizer(corpus_file, tmp_path, capsys):
+    out = tmp_path / "tok"
+    assert main(["train", "tokenizer", "--corpus", str(corpus_file), "--out", str(out), "--vocab-size", "300"]) == 0
+    assert (out / "tokenizer.json").is_file()
+    assert len(load_tokenizer(out)) == 300
+    assert main(["train", "tokenizer", "--corpus", str(tmp_path / "none.txt"), "--out", str(out)]) == 2
+    assert "prefsum data synth" in capsys.readouterr().err
+
+
+def test_tiny_gpt2_parameter_count_matches_hand_count(tiny_tokenizer):
+    model = tiny_gpt2(tiny_tokenizer, n_layer=2, d_model=32, n_head=2, max_positions=256)
+    V, P, d, L = 400, 256, 32, 2
+    block = (2 * d) + (d * 3 * d + 3 * d) + (d * d + d) + (2 * d) + (d * 4 * d + 4 * d) + (4 * d * d + d)
+    expected = V * d + P * d + L * block + 2 * d  # output head tied to the input embedding
+    assert count_parameters(model) == expected
+
+
+@pytest.mark.parametrize("build", [tiny_gpt2, tiny_llama])
+def test_tiny_models_run_and_are_deterministic(tiny_tokenizer, build):
+    a, b = build(tiny_tokenizer, seed=3), build(tiny_tokenizer, seed=3)
+    ids = torch.tensor([tiny_tokenizer("my dog ate my homework")["input_ids"]])  # (1, T)
+    la, lb = a(ids).logits, b(ids).logits
+    assert la.shape == (1, ids.shape[1], len(tiny_tokenizer))
+    assert torch.equal(la, lb)
+    assert a.config.eos_token_id == tiny_tokenizer.eos_token_id and a.config.pad_token_id == tiny_tokenizer.pad_token_id
+    c = build(tiny_tokenizer, seed=4)
+    assert not torch.equal(la, c(ids).logits)
+
+
+def test_model_config_validation():
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(d_model=30, n_head=4)
+    with pytest.raises(ValueError, match="arch"):
+        ModelConfig(arch="rnn")

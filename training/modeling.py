@@ -1,0 +1,97 @@
+"""Small causal LMs built from a config (no hub, no downloads): the offline base models and the test models.
+
+Two families, both standard Hugging Face causal LMs so the ONNX export path (optimum) handles them unchanged:
+``gpt2`` (learned absolute positions) and ``llama`` (RoPE; measured ~1.8x GPT-2's tokens/s at tiny size on this CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a from-scratch causal LM."""
+
+    arch: Literal["gpt2", "llama"] = "llama"
+    """Model family: "llama" (RoPE, RMSNorm, SwiGLU) or "gpt2" (learned absolute positions)."""
+    n_layer: int = 2
+    """Transformer blocks."""
+    d_model: int = 128
+    """Hidden size."""
+    n_head: int = 4
+    """Attention heads; must divide d_model."""
+    d_ff: int | None = None
+    """MLP inner size; None means 4 * d_model (gpt2) or 8/3 * d_model rounded to 32 (llama)."""
+    max_positions: int = 1024
+    """Longest sequence (query + response)."""
+    dropout: float = 0.0
+    """Dropout everywhere; RLHF recipes turn it off (it makes logprobs of the same tokens disagree)."""
+    tie_embeddings: bool = True
+    """Share input and output embeddings (saves parameters at tiny size)."""
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("gpt2", "llama"):
+            raise ValueError(f"model.arch must be 'gpt2' or 'llama', got {self.arch!r}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_head ({self.n_head})")
+
+    @property
+    def ff_size(self) -> int:
+        if self.d_ff is not None:
+            return self.d_ff
+        if self.arch == "gpt2":
+            return 4 * self.d_model
+        return max(32, int(8 * self.d_model / 3) // 32 * 32)
+
+
+def hf_config(cfg: ModelConfig, vocab_size: int, eos_id: int, pad_id: int):
+    """The transformers config object for ``cfg`` with the tokenizer's special ids."""
+    from transformers import GPT2Config, LlamaConfig  # noqa: PLC0415
+
+    if cfg.arch == "gpt2":
+        return GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=cfg.max_positions,
+            n_embd=cfg.d_model,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            n_inner=cfg.ff_size,
+            resid_pdrop=cfg.dropout,
+            embd_pdrop=cfg.dropout,
+            attn_pdrop=cfg.dropout,
+            bos_token_id=eos_id,
+            eos_token_id=eos_id,
+            pad_token_id=pad_id,
+            tie_word_embeddings=cfg.tie_embeddings,
+        )
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.ff_size,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        num_key_value_heads=cfg.n_head,
+        max_position_embeddings=cfg.max_positions,
+        attention_dropout=cfg.dropout,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        tie_word_embeddings=cfg.tie_embeddings,
+    )
+
+
+def build_causal_lm(cfg: ModelConfig, vocab_size: int, eos_id: int, pad_id: int, seed: int = 0):
+    """A freshly initialised causal LM (deterministic for a seed)."""
+    import torch  # noqa: PLC0415
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(hf_config(cfg, vocab_size, eos_id, pad_id))
+    return model
+
+
+def count_parameters(model) -> int:
+    """Unique parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
