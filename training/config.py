@@ -1,0 +1,212 @@
+"""Stage configs: one frozen dataclass per stage, every field documented, loaded from a TOML profile in configs/.
+
+A profile is a TOML file with one table per stage (``[model]``, ``[pretrain]``, ``[sft]``, ...). Command lines override
+any field with ``--set stage.field=value`` (values parsed as TOML, so ``--set pretrain.lr=1e-3`` or
+``--set model.arch="gpt2"``). Unknown tables or fields are errors that list the valid names, so a typo never silently
+falls back to a default. Derived sizes live in properties computed from the fields, never stored twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.modeling import ModelConfig
+from training.tokenizer import TokenizerConfig
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Where the data comes from."""
+
+    source: str = "world"
+    """"world" (the offline simulated world, generated if missing) or "files" (JSONL in the public formats)."""
+    dir: str = "runs/world"
+    """Folder with tldr/, news/, pretrain.txt (as `prefsum data synth` writes it, or your own files)."""
+    seed: int = 0
+    """World seed (source = "world")."""
+    size: str = "default"
+    """World size (source = "world"): tiny, default or large."""
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Causal-LM pretraining of the small base model on ``pretrain.txt`` (the offline default only)."""
+
+    steps: int = 3000
+    """Optimizer steps."""
+    batch_size: int = 16
+    """Sequences per step."""
+    seq_len: int = 256
+    """Tokens per sequence (random windows of the tokenized corpus)."""
+    lr: float = 3e-3
+    """Peak learning rate (AdamW)."""
+    warmup_steps: int = 100
+    """Linear warm-up steps, then cosine decay to ``lr * min_lr_ratio``."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to norms and biases)."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    eval_every: int = 250
+    """Steps between validation-loss evaluations (and checkpoints for resume)."""
+    eval_batches: int = 8
+    """Batches of held-out text per evaluation."""
+    copy_warmup_steps: int = 0
+    """Steps at the start spent only on the synthetic copy task (a random token span shown twice), so the copy
+    (induction) circuit forms before world text; measured to appear after ~2,500 steps at lr 3e-3. 0 turns it off."""
+    copy_fraction: float = 0.0
+    """After the warm-up, the share of each batch that is synthetic copy sequences (keeps the circuit alive)."""
+    copy_span: tuple[int, int] = (8, 32)
+    """Min and max length of a copied span in the synthetic copy sequences."""
+    seed: int = 0
+    """Seed for initialisation and batch sampling."""
+    threads: int = 2
+    """torch intra-op threads (set deliberately; 2 cores here)."""
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Supervised fine-tuning on reference summaries: loss on response tokens only."""
+
+    steps: int = 1500
+    """Optimizer steps."""
+    batch_size: int = 16
+    """Examples per step."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW), warm-up then cosine."""
+    warmup_steps: int = 50
+    """Linear warm-up steps."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    max_query_tokens: int = 512
+    """Query budget (the paper's 512); posts are truncated the paper's way."""
+    max_response_tokens: int = 48
+    """Response budget (48 in the paper, 53 in the N+ recipe), EOS included."""
+    eval_every: int = 250
+    """Steps between validation loss, printed samples and resume checkpoints."""
+    eval_examples: int = 256
+    """Validation examples per evaluation."""
+    n_samples: int = 3
+    """Greedy samples printed per evaluation."""
+    seed: int = 0
+    """Seed for shuffling."""
+    threads: int = 2
+    """torch intra-op threads."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A whole run's settings."""
+
+    name: str = "tiny"
+    """Profile name (recorded in every checkpoint)."""
+    world: WorldConfig = field(default_factory=WorldConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+
+
+class ConfigError(ValueError):
+    """A profile or an override names an unknown field or gives a value of the wrong type."""
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: expected {tp}, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_check_type(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: expected one of {typing.get_args(tp)}, got {value!r}")
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if isinstance(value, bool) != (tp is bool) or not isinstance(value, tp):
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(f"unknown field {where}{key!r}; valid fields: {', '.join(fields)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{key}: expected a table, got {value!r}")
+            kwargs[key] = _build(tp, value, f"{where}{key}.")
+        else:
+            kwargs[key] = _check_type(value, tp, f"{where}{key}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where or 'profile'}: {e}") from e
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like stage.field=value (e.g. pretrain.lr=1e-3)")
+    key, text = override.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare word: treat as a string (model.arch=gpt2)
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part} is not a table")
+    node[parts[-1]] = value
+
+
+def load_profile(path: str | Path | None = None, overrides: list[str] | None = None) -> Profile:
+    """Read a TOML profile (built-in defaults when ``path`` is None), then apply ``stage.field=value`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"profile {p} does not exist; the shipped profiles are in configs/")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from e
+    for override in overrides or []:
+        _apply_override(raw, override)
+    return _build(Profile, raw, "")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config as plain JSON-able data (for prefsum.json)."""
+    return dataclasses.asdict(cfg)
