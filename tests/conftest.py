@@ -32,3 +32,30 @@ def tiny_tokenizer(corpus_file, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tok") / "tokenizer"
     return train_tokenizer([corpus_file], out, TokenizerConfig(vocab_size=400, min_frequency=2))
+
+
+@pytest.fixture(scope="session")
+def base_and_data(tmp_path_factory, corpus_file, tiny_tokenizer):
+    """A tiny pretrained base checkpoint and 32/8 hand-made TL;DR posts (train/valid)."""
+    from training.config import PretrainConfig
+    from training.data import write_jsonl
+    from training.modeling import ModelConfig
+    from training.pretrain import run_pretrain
+
+    d = tmp_path_factory.mktemp("stages")
+    model_cfg = ModelConfig(arch="gpt2", n_layer=1, d_model=32, n_head=2, max_positions=256)
+    pre_cfg = PretrainConfig(steps=4, batch_size=4, seq_len=32, eval_every=4, eval_batches=1, threads=1)
+    run_pretrain(corpus_file, tiny_tokenizer, d / "base", model_cfg, pre_cfg, progress=False)
+    rows = [
+        {
+            "id": f"t3_{i}",
+            "subreddit": "pets",
+            "title": f"Dog number {i}",
+            "post": f"My dog is {i} years old.\nShe barks at night.",
+            "summary": f"my dog ({i}) barks at night",
+        }
+        for i in range(40)
+    ]
+    write_jsonl(d / "train.jsonl", rows[:32])
+    write_jsonl(d / "valid.jsonl", rows[32:])
+    return d

@@ -5,9 +5,8 @@ import json
 import pytest
 import torch
 
-from training.config import PretrainConfig, SFTConfig
+from training.config import SFTConfig
 from training.losses import IGNORE_INDEX
-from training.modeling import ModelConfig
 from training.sft import Example, collate, encode_examples, run_sft
 
 torch.set_num_threads(1)
@@ -34,35 +33,6 @@ def test_encode_examples_appends_eos_and_drops_over_budget(tiny_tokenizer):
     assert e.response[-1] == tiny_tokenizer.eos_token_id
     assert tiny_tokenizer.decode(e.response[:-1]) == " dog barks"
     assert tiny_tokenizer.decode(e.query).endswith("\n\nTL;DR:")
-
-
-@pytest.fixture(scope="module")
-def base_and_data(tmp_path_factory, corpus_file, tiny_tokenizer):
-    from training.data import write_jsonl
-    from training.pretrain import run_pretrain
-
-    d = tmp_path_factory.mktemp("sft")
-    run_pretrain(
-        corpus_file,
-        tiny_tokenizer,
-        d / "base",
-        ModelConfig(arch="gpt2", n_layer=1, d_model=32, n_head=2, max_positions=256),
-        PretrainConfig(steps=4, batch_size=4, seq_len=32, eval_every=4, eval_batches=1, threads=1),
-        progress=False,
-    )
-    rows = [
-        {
-            "id": f"t3_{i}",
-            "subreddit": "pets",
-            "title": f"Dog number {i}",
-            "post": f"My dog is {i} years old.\nShe barks at night.",
-            "summary": f"my dog ({i}) barks at night",
-        }
-        for i in range(40)
-    ]
-    write_jsonl(d / "train.jsonl", rows[:32])
-    write_jsonl(d / "valid.jsonl", rows[32:])
-    return d
 
 
 CFG = SFTConfig(

@@ -106,6 +106,36 @@ class SFTConfig:
 
 
 @dataclass(frozen=True)
+class RMConfig:
+    """Reward model: a scalar head on the SFT backbone, Bradley-Terry loss on labeler comparisons."""
+
+    epochs: float = 1.0
+    """Passes over the training comparisons (the paper trains one epoch to avoid overfitting)."""
+    batch_size: int = 16
+    """Comparisons per step (each is two sequences)."""
+    lr: float = 5e-4
+    """Peak learning rate (AdamW), warm-up then cosine."""
+    warmup_steps: int = 20
+    """Linear warm-up steps."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    max_query_tokens: int = 512
+    """Query budget, as for SFT."""
+    max_response_tokens: int = 48
+    """Summaries longer than this (EOS included) are cut and end with EOS."""
+    eval_every: int = 100
+    """Steps between validation accuracy and resume checkpoints."""
+    seed: int = 0
+    """Seed for shuffling."""
+    threads: int = 2
+    """torch intra-op threads."""
+
+
+@dataclass(frozen=True)
 class Profile:
     """A whole run's settings."""
 
@@ -116,6 +146,7 @@ class Profile:
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    rm: RMConfig = field(default_factory=RMConfig)
 
 
 class ConfigError(ValueError):

@@ -48,8 +48,11 @@ def tokenize_corpus(path: str | Path, tokenizer, chunk_lines: int = 2000):
         if buf:
             docs.append("".join(buf))
     for start in range(0, len(docs), chunk_lines):
-        for doc_ids in tokenizer(docs[start : start + chunk_lines], add_special_tokens=False)["input_ids"]:
-            ids.extend(doc_ids)
+        # the backend tokenizer: whole documents may exceed model_max_length, which is fine for a stream
+        for enc in tokenizer.backend_tokenizer.encode_batch(
+            docs[start : start + chunk_lines], add_special_tokens=False
+        ):
+            ids.extend(enc.ids)
             ids.append(eos)
     return torch.tensor(ids, dtype=torch.long)
 

@@ -204,8 +204,12 @@ def run_sft(
             history.append(row)
             write_metrics_line(metrics_path, row)
             bar.write(f"step {step}: train {row['train/loss']:.3f} val {row['val/loss']:.3f}")
-            samples = greedy_summaries(
-                model, tokenizer, [e.query for e in valid[: cfg.n_samples]], cfg.max_response_tokens
+            samples = (
+                []
+                if not cfg.n_samples
+                else greedy_summaries(
+                    model, tokenizer, [e.query for e in valid[: cfg.n_samples]], cfg.max_response_tokens
+                )
             )
             for i, text in enumerate(samples):
                 bar.write(f"  sample {i}:{text}\n  ref     {i}: {valid_posts[i].summary.strip()}")

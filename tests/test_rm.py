@@ -1,0 +1,111 @@
+"""Reward model: reward read at the EOS, Bradley-Terry training that learns a planted preference, references centred
+at 0, labeler agreement computed on repeated judgments."""
+
+import json
+
+import pytest
+import torch
+
+from training.config import RMConfig, SFTConfig
+from training.data import Comparison, PostInfo, Summary, write_jsonl
+from training.reward import build_reward_model, labeler_agreement, pad_right, rewards, run_rm
+from training.sft import run_sft
+
+torch.set_num_threads(1)
+
+
+def comparison(i: int, a: str, b: str, choice: int, worker: str = "sim-0", split: str = "train") -> Comparison:
+    info = PostInfo(f"t3_{i}", f"My dog is {i} years old.\nShe barks at night.", f"Dog number {i}", "pets")
+    return Comparison(info, (Summary(" " + a, "sft"), Summary(" " + b, "ref")), choice, worker, "1", split)
+
+
+def test_labeler_agreement_on_repeated_pairs():
+    comps = [
+        comparison(1, "x", "y", 0, "a"),
+        comparison(1, "x", "y", 0, "b"),  # agree
+        comparison(2, "x", "y", 0, "a"),
+        comparison(2, "y", "x", 1, "b"),  # agree (same choice, sides swapped)
+        comparison(3, "x", "y", 0, "a"),
+        comparison(3, "x", "y", 1, "b"),  # disagree
+        comparison(4, "x", "y", 0, "a"),  # judged once: no pair
+    ]
+    assert labeler_agreement(comps) == (pytest.approx(2 / 3), 3)
+
+
+@pytest.fixture(scope="module")
+def sft_dir(base_and_data):
+    d = base_and_data
+    cfg = SFTConfig(
+        steps=4,
+        batch_size=8,
+        eval_every=4,
+        eval_examples=4,
+        n_samples=0,
+        max_query_tokens=96,
+        max_response_tokens=24,
+        threads=1,
+    )
+    run_sft(d / "base", d / "train.jsonl", d / "valid.jsonl", d / "sft_for_rm", cfg, progress=False)
+    return d / "sft_for_rm"
+
+
+def test_reward_is_read_at_the_last_token_before_padding(sft_dir):
+    model = build_reward_model(sft_dir).eval()
+    pad = model.config.pad_token_id
+    seq = [5, 6, 7, 0]  # ends in EOS (id 0)
+    ids, mask = pad_right([seq, seq[:2]], pad)
+    with torch.no_grad():
+        padded = rewards(model, [seq, seq[:2]], pad)
+        alone = model(input_ids=torch.tensor([seq])).logits[0, 0]
+    assert ids[1].tolist() == [5, 6, pad, pad]
+    assert padded[0].item() == pytest.approx(alone.item(), abs=1e-5)
+    # the head's init std is 1/sqrt(d_model + 1)
+    d = model.score.weight.shape[1]
+    assert model.score.weight.std().item() == pytest.approx((d + 1) ** -0.5, rel=0.5)
+
+
+def test_rm_learns_a_planted_preference_and_centres_references(sft_dir, tmp_path):
+    # labelers always prefer the summary that states the age; two labelers judge each valid pair
+    comps = []
+    for i in range(60):
+        split = "train" if i < 48 else "valid1"
+        good, bad = f"my dog ({i}) barks at night", "dog stuff happened lol"
+        choice = i % 2
+        a, b = (good, bad) if choice == 0 else (bad, good)
+        comps.append(comparison(i, a, b, choice, "sim-0", split))
+        if split == "valid1":
+            comps.append(comparison(i, a, b, choice if i % 4 else 1 - choice, "sim-1", split))
+    write_jsonl(tmp_path / "comps.jsonl", comps)
+    cfg = RMConfig(
+        epochs=4,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=2,
+        eval_every=12,
+        max_query_tokens=96,
+        max_response_tokens=24,
+        threads=1,
+    )
+    meta = run_rm(sft_dir, tmp_path / "comps.jsonl", tmp_path / "rm", cfg, progress=False)
+    # 24 valid judgments, 3 of them sim-1's flips: an RM that learned the preference scores exactly 21/24
+    assert meta["metrics"]["val/accuracy"] == pytest.approx(21 / 24)
+    # 12 valid pairs judged twice; labeler sim-1 flips every 4th (i % 4 == 0: 48, 52, 56) -> 9/12 agree
+    assert meta["metrics"]["labeler_agreement"] == pytest.approx(9 / 12)
+    saved = json.loads((tmp_path / "rm" / "prefsum.json").read_text())
+    assert saved["reward_bias"] == pytest.approx(meta["reward_bias"])
+
+    # the bias centres the "ref" summaries: recompute their mean raw reward independently
+    from transformers import AutoModelForSequenceClassification
+
+    from training.reward import encode_summary, query_text
+    from training.tokenizer import load_tokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "rm")).eval()
+    tok = load_tokenizer(tmp_path / "rm")
+    refs = {(c.info.id, c.summaries[1].text): c for c in comps}
+    seqs = [
+        encode_summary(tok, tok(query_text(c.info, tok, 96))["input_ids"], text, 24) for (_, text), c in refs.items()
+    ]
+    with torch.no_grad():
+        r = rewards(model, seqs, tok.pad_token_id)
+    assert (r.mean().item() - saved["reward_bias"]) == pytest.approx(0.0, abs=1e-4)

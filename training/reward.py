@@ -1,0 +1,315 @@
+"""The reward model: the SFT backbone with a scalar head, trained on labeler comparisons (the paper's step 2).
+
+1. encode each comparison as two sequences "query + summary + EOS" (right-padded with [PAD])
+2. the reward is the head's output at the EOS (the last non-pad token; HF's sequence-classification models read
+   exactly that position), so a whole summary is judged once it is finished
+3. Bradley-Terry loss -log sigmoid(r_preferred - r_other)
+4. validation accuracy against the labelers' choices, beside the labelers' agreement with each other on the same
+   pairs (the ceiling an RM can reach against noisy labelers)
+5. a bias so that reference summaries score 0 on average, stored in prefsum.json (``reward_bias``)
+
+The model is a standard ``AutoModelForSequenceClassification`` with ``num_labels=1`` so the ONNX exporter handles it
+like any text-classification model.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from training.checkpoint import (
+    clear_state,
+    load_state,
+    read_meta,
+    save_checkpoint,
+    save_state,
+    sha256_file,
+    write_metrics_line,
+)
+from training.config import RMConfig
+from training.data import ArticleInfo, Comparison, load_comparisons
+from training.optim import adamw, lr_at, set_lr
+from training.task import QueryTooLong, news_query, reference_response, tldr_query
+from training.tokenizer import token_counter
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    preferred: list[int]  # query + summary + EOS
+    other: list[int]
+
+
+def query_text(info, tokenizer, max_query_tokens: int) -> str:
+    count = token_counter(tokenizer)
+    if isinstance(info, ArticleInfo):
+        return news_query(info.article, max_tokens=max_query_tokens, count_tokens=count).text
+    return tldr_query(info.subreddit, info.title, info.post, max_tokens=max_query_tokens, count_tokens=count).text
+
+
+def encode_summary(tokenizer, query_ids: list[int], summary: str, max_response_tokens: int) -> list[int]:
+    """query + summary (cut to the budget) + EOS."""
+    ids = tokenizer(reference_response(summary), add_special_tokens=False)["input_ids"][: max_response_tokens - 1]
+    return query_ids + ids + [tokenizer.eos_token_id]
+
+
+def encode_pairs(comparisons: list[Comparison], tokenizer, max_query_tokens: int, max_response_tokens: int):
+    pairs, dropped, cache = [], 0, {}
+    for c in comparisons:
+        key = c.info.id
+        if key not in cache:
+            try:
+                cache[key] = tokenizer(query_text(c.info, tokenizer, max_query_tokens), add_special_tokens=False)[
+                    "input_ids"
+                ]
+            except QueryTooLong:
+                cache[key] = None
+        q = cache[key]
+        if q is None:
+            dropped += 1
+            continue
+        a, b = (encode_summary(tokenizer, q, s.text, max_response_tokens) for s in c.summaries)
+        pairs.append(Pair(a, b) if c.choice == 0 else Pair(b, a))
+    return pairs, dropped
+
+
+def pad_right(seqs: list[list[int]], pad_id: int):
+    import torch  # noqa: PLC0415
+
+    T = max(map(len, seqs))
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def rewards(model, seqs: list[list[int]], pad_id: int, batch_size: int = 64):
+    """Raw rewards (no bias) for token sequences ending in EOS. -> (N,) tensor."""
+    import torch  # noqa: PLC0415
+
+    out = []
+    for s in range(0, len(seqs), batch_size):
+        ids, mask = pad_right(seqs[s : s + batch_size], pad_id)
+        out.append(model(input_ids=ids, attention_mask=mask).logits[:, 0])
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def labeler_agreement(comparisons: list[Comparison]) -> tuple[float | None, int]:
+    """Share of pairs of judgments by different labelers on the same two summaries that agree; and how many pairs."""
+    by_pair: dict[tuple, list[str]] = defaultdict(list)
+    for c in comparisons:
+        a, b = (s.text.strip() for s in c.summaries)
+        key = (c.info.id, *sorted((a, b)))
+        by_pair[key].append(c.preferred.text.strip() + "\0" + c.worker)
+    agree = total = 0
+    for votes in by_pair.values():
+        for i in range(len(votes)):
+            for j in range(i + 1, len(votes)):
+                (ti, wi), (tj, wj) = votes[i].split("\0"), votes[j].split("\0")
+                if wi != wj:
+                    total += 1
+                    agree += ti == tj
+    return (agree / total if total else None), total
+
+
+def accuracy(model, pairs: list[Pair], pad_id: int) -> float:
+    import torch  # noqa: PLC0415
+
+    if not pairs:
+        return float("nan")
+    with torch.no_grad():
+        r = rewards(model, [p.preferred for p in pairs] + [p.other for p in pairs], pad_id)
+    n = len(pairs)
+    return (r[:n] > r[n:]).float().mean().item()
+
+
+def build_reward_model(sft_dir: str | Path):
+    """The SFT checkpoint with a fresh scalar head (init std 1/sqrt(d_model + 1), as in the paper)."""
+    import torch  # noqa: PLC0415
+    from transformers import AutoModelForSequenceClassification  # noqa: PLC0415
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(sft_dir), num_labels=1)
+    head = model.score
+    d = head.weight.shape[1]
+    torch.nn.init.normal_(head.weight, std=1 / math.sqrt(d + 1))
+    if head.bias is not None:
+        torch.nn.init.zeros_(head.bias)
+    model.config.problem_type = "regression"
+    return model
+
+
+def run_rm(
+    sft_dir: str | Path,
+    comparisons_file: str | Path,
+    out_dir: str | Path,
+    cfg: RMConfig,
+    *,
+    references: list | None = None,
+    resume: bool = False,
+    profile_name: str = "custom",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the RM on the ``train`` split of a comparisons file; validate on valid1/valid2.
+
+    ``references``: TldrPost records whose reference summaries set the bias (mean reward of references = 0);
+    default: the ``ref`` summaries found in the comparisons.
+    """
+    import torch  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from training.losses import bradley_terry_loss  # noqa: PLC0415
+    from training.sft import _disable_dropout  # noqa: PLC0415
+    from training.tokenizer import load_tokenizer  # noqa: PLC0415
+
+    torch.set_num_threads(cfg.threads)
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    read_meta(sft_dir)
+    tokenizer = load_tokenizer(sft_dir)
+    pad = tokenizer.pad_token_id
+    model = build_reward_model(sft_dir)
+    _disable_dropout(model)
+    model.train()
+
+    comps = load_comparisons(comparisons_file)
+    train_c = [c for c in comps if c.split == "train"]
+    valid_c = [c for c in comps if c.split != "train"]
+    if not train_c:
+        raise ValueError(f"{comparisons_file} has no comparisons with split 'train'")
+    train, dropped = encode_pairs(train_c, tokenizer, cfg.max_query_tokens, cfg.max_response_tokens)
+    valid, _ = encode_pairs(valid_c, tokenizer, cfg.max_query_tokens, cfg.max_response_tokens)
+    agreement, n_agree_pairs = labeler_agreement(valid_c)
+    steps = max(1, math.ceil(cfg.epochs * len(train) / cfg.batch_size))
+    print(
+        f"RM: {len(train)} train comparisons ({dropped} dropped), {len(valid)} validation, {steps} steps; "
+        f"labeler agreement on validation pairs {agreement if agreement is None else round(agreement, 3)} "
+        f"({n_agree_pairs} judgment pairs)",
+        flush=True,
+    )
+
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
+    step, history = 0, []
+    state = load_state(out) if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, history = state["step"], state["history"]
+        print(f"resuming RM training from step {step}/{steps}", flush=True)
+    metrics_path = out.with_name(out.name + ".metrics.jsonl")
+    if step == 0:
+        metrics_path.unlink(missing_ok=True)
+
+    # one fixed shuffle per epoch, derived from the seed: batch k is the same whether or not the run was resumed
+    def batch_at(k: int) -> list[Pair]:
+        per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+        epoch, j = divmod(k, per_epoch)
+        order = list(range(len(train)))
+        random.Random(f"{cfg.seed}:epoch{epoch}").shuffle(order)
+        return [train[i] for i in order[j * cfg.batch_size : (j + 1) * cfg.batch_size]]
+
+    bar = tqdm(total=steps, initial=step, desc="rm", disable=not progress, dynamic_ncols=True)
+    loss_acc = acc_acc = 0.0
+    n_acc = 0
+    while step < steps:
+        set_lr(opt, lr := lr_at(step, cfg.lr, cfg.warmup_steps, steps, cfg.min_lr_ratio))
+        batch = batch_at(step)
+        ids, mask = pad_right([p.preferred for p in batch] + [p.other for p in batch], pad)
+        r = model(input_ids=ids, attention_mask=mask).logits[:, 0]  # (2B,)
+        n = len(batch)
+        loss = bradley_terry_loss(r[:n], r[n:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        loss_acc += loss.item()
+        acc_acc += (r[:n] > r[n:]).float().mean().item()
+        n_acc += 1
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == steps:
+            model.eval()
+            row = {
+                "step": step,
+                "train/loss": loss_acc / n_acc,
+                "train/accuracy": acc_acc / n_acc,
+                "val/accuracy": accuracy(model, valid, pad),
+                "train/lr": lr,
+            }
+            model.train()
+            history.append(row)
+            write_metrics_line(metrics_path, row)
+            bar.write(
+                f"step {step}: loss {row['train/loss']:.3f} train acc {row['train/accuracy']:.3f} "
+                f"val acc {row['val/accuracy']:.3f}"
+            )
+            save_state(
+                out, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history}
+            )
+            loss_acc = acc_acc = 0.0
+            n_acc = 0
+    bar.close()
+
+    # 5. centre the references at 0
+    model.eval()
+    ref_seqs = _reference_sequences(comps, references, tokenizer, cfg)
+    with torch.no_grad():
+        bias = rewards(model, ref_seqs, pad).mean().item() if ref_seqs else 0.0
+    final = dict(history[-1]) if history else {}
+    final |= {"labeler_agreement": agreement, "labeler_agreement_pairs": n_agree_pairs}
+    if agreement:
+        final["val/accuracy_over_agreement"] = final["val/accuracy"] / agreement
+    meta = {
+        "stage": "rm",
+        "profile": profile_name,
+        "config": {"rm": asdict(cfg)},
+        "data": {
+            "comparisons": str(comparisons_file),
+            "sha256": sha256_file(comparisons_file),
+            "n_train": len(train),
+            "n_valid": len(valid),
+            "n_references_for_bias": len(ref_seqs),
+        },
+        "parent": str(sft_dir),
+        "reward_bias": bias,
+        "metrics": final,
+        "history": history,
+        "wall_s": round(time.perf_counter() - t_start, 1),
+    }
+    save_checkpoint(model, tokenizer, out, meta)
+    clear_state(out)
+    return meta
+
+
+def _reference_sequences(comps, references, tokenizer, cfg: RMConfig) -> list[list[int]]:
+    seqs = []
+    if references is not None:
+        for post in references:
+            try:
+                q = tokenizer(
+                    tldr_query(
+                        post.subreddit,
+                        post.title,
+                        post.post,
+                        max_tokens=cfg.max_query_tokens,
+                        count_tokens=token_counter(tokenizer),
+                    ).text,
+                    add_special_tokens=False,
+                )["input_ids"]
+            except QueryTooLong:
+                continue
+            seqs.append(encode_summary(tokenizer, q, post.summary, cfg.max_response_tokens))
+        return seqs
+    seen = set()
+    for c in comps:
+        for s in c.summaries:
+            if s.policy == "ref" and (c.info.id, s.text) not in seen:
+                seen.add((c.info.id, s.text))
+                q = tokenizer(query_text(c.info, tokenizer, cfg.max_query_tokens), add_special_tokens=False)
+                seqs.append(encode_summary(tokenizer, q["input_ids"], s.text, cfg.max_response_tokens))
+    return seqs
