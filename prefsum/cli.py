@@ -93,6 +93,96 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _profile(args: argparse.Namespace):
+    from training.config import load_profile  # noqa: PLC0415
+
+    return load_profile(args.config, args.set)
+
+
+def _run_dir(args: argparse.Namespace, profile) -> Path:
+    return Path(args.run) if args.run else Path("runs") / profile.name
+
+
+def _done(stage: str, out: Path, meta: dict) -> int:
+    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in (meta.get("metrics") or {}).items()}
+    _say(f"{stage}: wrote {out} in {meta.get('wall_s', '?')}s; final metrics {json.dumps(metrics)}")
+    return EXIT_OK
+
+
+def cmd_train_pretrain(args: argparse.Namespace) -> int:
+    from training.pretrain import run_pretrain  # noqa: PLC0415
+    from training.tokenizer import load_tokenizer  # noqa: PLC0415
+
+    profile = _profile(args)
+    run = _run_dir(args, profile)
+    corpus = Path(args.corpus or Path(profile.world.dir) / "pretrain.txt")
+    if not corpus.is_file():
+        raise CliError(
+            f"pretraining corpus {corpus} not found; generate the world with `prefsum data synth --out "
+            f"{profile.world.dir}` or pass --corpus"
+        )
+    tokenizer = load_tokenizer(args.tokenizer or run / "tokenizer")
+    out = Path(args.out or run / "pretrained")
+    meta = run_pretrain(
+        corpus,
+        tokenizer,
+        out,
+        profile.model,
+        profile.pretrain,
+        resume=args.resume,
+        profile_name=profile.name,
+        init_from=args.init_from,
+    )
+    return _done("pretrain", out, meta)
+
+
+def cmd_train_sft(args: argparse.Namespace) -> int:
+    from training.sft import run_sft  # noqa: PLC0415
+
+    profile = _profile(args)
+    run = _run_dir(args, profile)
+    data = Path(args.data or Path(profile.world.dir) / "tldr")
+    out = Path(args.out or run / "sft")
+    meta = run_sft(
+        args.base or run / "pretrained",
+        data / "train.jsonl",
+        data / "valid.jsonl",
+        out,
+        profile.sft,
+        resume=args.resume,
+        profile_name=profile.name,
+    )
+    return _done("sft", out, meta)
+
+
+def cmd_train_rm(args: argparse.Namespace) -> int:
+    from training.data import load_tldr  # noqa: PLC0415
+    from training.reward import run_rm  # noqa: PLC0415
+
+    profile = _profile(args)
+    run = _run_dir(args, profile)
+    comparisons = Path(args.comparisons or run / "comparisons" / "all.jsonl")
+    if not comparisons.is_file():
+        raise CliError(
+            f"comparisons file {comparisons} not found; make one with `prefsum label` or pass "
+            "--comparisons FILE (the public comparisons format)"
+        )
+    references = None
+    if args.references:
+        references = load_tldr(args.references)
+    out = Path(args.out or run / "rm")
+    meta = run_rm(
+        args.sft or run / "sft",
+        comparisons,
+        out,
+        profile.rm,
+        references=references,
+        resume=args.resume,
+        profile_name=profile.name,
+    )
+    return _done("rm", out, meta)
+
+
 # --------------------------------------------------------------------------------------------------- parser
 
 
@@ -104,6 +194,12 @@ def _not_yet(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
         )
 
     return handler
+
+
+_STAGE_EPILOG = (
+    "\n\nWrites a Hugging Face checkpoint (safetensors) plus prefsum.json (stage, config, data hashes, metrics, "
+    "parent), atomically. A killed run continues with --resume and ends with the same metrics."
+)
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -200,14 +296,59 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("--out", required=True, help="output folder (a Hugging Face fast tokenizer)")
     tk.add_argument("--vocab-size", type=int, default=4096, help="vocabulary size including bytes and specials")
     tk.add_argument("--min-frequency", type=int, default=2, help="minimum pair count for a merge")
+
+    def stage(name: str, help_: str, handler, description: str):
+        sp = add(tsub, name, help_, handler, description + _STAGE_EPILOG)
+        sp.add_argument("--config", help="TOML profile, e.g. configs/tiny.toml (default: the built-in tiny defaults)")
+        sp.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="STAGE.FIELD=VALUE",
+            help="override one config field (repeatable), e.g. --set pretrain.steps=500",
+        )
+        sp.add_argument("--run", help="run directory holding the stages (default: runs/<profile name>)")
+        sp.add_argument("--out", help="output checkpoint folder (default: RUN/<stage>)")
+        sp.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+        return sp
+
+    sp = stage(
+        "pretrain",
+        "pretrain a small causal LM on the world's pretrain.txt",
+        cmd_train_pretrain,
+        "Pretrain the small base model (the offline stand-in for a given pretrained LM) on a text corpus, "
+        "optionally after a synthetic copy warm-up. Logs validation loss and a copy (induction) probe.",
+    )
+    sp.add_argument("--corpus", help="text corpus (default: WORLD/pretrain.txt from the profile)")
+    sp.add_argument("--tokenizer", help="tokenizer folder (default: RUN/tokenizer)")
+    sp.add_argument("--init-from", help="continue from this checkpoint instead of a fresh model")
+    sp = stage(
+        "sft",
+        "supervised fine-tuning on reference TL;DRs (loss on response tokens only)",
+        cmd_train_sft,
+        "Fine-tune the base model on reference summaries: query in the paper's format, response = "
+        "' ' + summary + EOS, loss on response tokens only, [PAD] right padding, dropout off.",
+    )
+    sp.add_argument("--base", help="base checkpoint (default: RUN/pretrained)")
+    sp.add_argument("--data", help="folder with train.jsonl and valid.jsonl in the TL;DR format (default: WORLD/tldr)")
+    sp = stage(
+        "rm",
+        "reward model on pairwise comparisons (Bradley-Terry), references centred at 0",
+        cmd_train_rm,
+        "Train a reward model from the SFT checkpoint on comparisons (split 'train'), validate on "
+        "valid1/valid2 beside the labelers' own agreement, and store the bias that centres references at 0.",
+    )
+    sp.add_argument("--sft", help="SFT checkpoint to start from (default: RUN/sft)")
+    sp.add_argument("--comparisons", help="comparisons JSONL (default: RUN/comparisons/all.jsonl)")
+    sp.add_argument(
+        "--references",
+        help="TL;DR JSONL whose references set the bias (default: the 'ref' summaries in the comparisons)",
+    )
     for name, help_ in [
-        ("pretrain", "pretrain a small causal LM on the world's pretrain.txt"),
-        ("sft", "supervised fine-tuning on reference TL;DRs (loss on response tokens only)"),
-        ("rm", "reward model on pairwise comparisons (Bradley-Terry), references centred at 0"),
         ("ppo", "PPO against the reward model with a per-token KL penalty to the SFT policy"),
         ("ppo-sweep", "PPO at several KL coefficients: the over-optimisation curve"),
     ]:
-        sp = add(tsub, name, help_, _not_yet(f"train {name}", "Training I/II"))
+        sp = add(tsub, name, help_, _not_yet(f"train {name}", "Training II"))
         sp.add_argument("--config", help="TOML profile in configs/")
 
     # label / export / serve / eval / pipeline ---------------------------------------------------------------------
@@ -258,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as e:
         print(f"prefsum: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # ConfigError and DataError are ValueErrors
         # Bad paths and bad values from the user's files: a clear message, no traceback.
         print(f"prefsum: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -191,7 +191,7 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
     kwargs = {}
     for key, value in raw.items():
         if key not in fields:
-            raise ConfigError(f"unknown field {where}{key!r}; valid fields: {', '.join(fields)}")
+            raise ConfigError(f"unknown field '{where}{key}'; valid fields: {', '.join(fields)}")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
