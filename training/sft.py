@@ -82,33 +82,10 @@ def collate(examples: list[Example], pad_id: int):
 
 
 def greedy_summaries(model, tokenizer, queries: list[list[int]], max_new_tokens: int) -> list[str]:
-    """Greedy responses for token-id queries (left-padded batch), decoded up to the first EOS."""
-    import torch  # noqa: PLC0415
+    """Greedy responses for token-id queries, as public-format texts."""
+    from training.sampling import generate  # noqa: PLC0415
 
-    from training.task import clean_summary, response_tokens  # noqa: PLC0415
-
-    pad = tokenizer.pad_token_id
-    T = max(map(len, queries))
-    ids = torch.full((len(queries), T), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, q in enumerate(queries):
-        ids[i, T - len(q) :] = torch.tensor(q)
-        mask[i, T - len(q) :] = 1
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=pad,
-        )
-    model.train(was_training)
-    return [
-        clean_summary(tokenizer.decode(response_tokens(row[T:].tolist(), tokenizer.eos_token_id, pad))) for row in out
-    ]
+    return [g.text for g in generate(model, tokenizer, queries, max_new_tokens=max_new_tokens)]
 
 
 def _eval_loss(model, examples: list[Example], pad_id: int, batch_size: int) -> float:
