@@ -63,16 +63,24 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.gather(F.log_softmax(logits.float(), dim=-1), 2, targets.unsqueeze(-1)).squeeze(-1)
 
 
-def lm_response_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token NLL averaged over positions whose label is not IGNORE_INDEX (response tokens only).
+def lm_response_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token NLL over positions whose label is not IGNORE_INDEX (response tokens only); mean or sum.
 
     logits (B, T, V) predict position t+1 from t; labels (B, T) hold the token at each position or IGNORE_INDEX.
     """
     shift_logits = logits[:, :-1]  # (B, T-1, V)
     shift_labels = labels[:, 1:]  # (B, T-1)
     return F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.shape[-1]).float(), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX
+        shift_logits.reshape(-1, shift_logits.shape[-1]).float(),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction=reduction,
     )
+
+
+def n_response_targets(labels: torch.Tensor) -> int:
+    """How many positions ``lm_response_loss`` averages over. (B, T) -> int."""
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:

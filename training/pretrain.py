@@ -110,7 +110,7 @@ def evaluate_lm(model, stream, batch_size: int, seq_len: int, n_batches: int) ->
     with torch.no_grad():
         for _ in range(n_batches):
             xb = sample_windows(stream, batch_size, seq_len, g)
-            losses.append(model(xb[:, :-1], labels=xb[:, :-1].clone()).loss.item())  # HF shifts labels itself
+            losses.append(model(xb, labels=xb).loss.item())  # HF shifts the labels itself
     model.train()
     return sum(losses) / len(losses)
 
@@ -132,8 +132,12 @@ def run_pretrain(
     from tqdm import tqdm  # noqa: PLC0415
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
+    from training.dist import Dist  # noqa: PLC0415
+
     torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
+    dist = Dist()
+    log = print if dist.is_main else (lambda *a, **k: None)
     out = Path(out_dir)
     stream = tokenize_corpus(corpus, tokenizer)
     n_valid = max(cfg.seq_len * 4, int(len(stream) * VALID_FRACTION))
@@ -153,13 +157,16 @@ def run_pretrain(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
-        print(f"resuming pretraining from step {step}/{cfg.steps}", flush=True)
+        log(f"resuming pretraining from step {step}/{cfg.steps}", flush=True)
+    model, opt = dist.prepare(model, opt)
     metrics_path = out.with_name(out.name + ".metrics.jsonl")
-    if step == 0:
+    if step == 0 and dist.is_main:
         metrics_path.unlink(missing_ok=True)
 
     n_special = len(tokenizer.all_special_ids)
-    bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.steps, initial=step, desc="pretrain", disable=not (progress and dist.is_main), dynamic_ncols=True
+    )
     tokens_per_step = cfg.batch_size * cfg.seq_len
     t_last, loss_acc, n_acc = time.perf_counter(), 0.0, 0
     while step < cfg.steps:
@@ -171,34 +178,38 @@ def run_pretrain(
         if n_copy:
             synth = copy_sequences(n_copy, cfg.seq_len + 1, len(tokenizer), n_special, cfg.copy_span, g)  # (C, T+1)
             xb = torch.cat([xb, synth])
-        loss = model(xb[:, :-1], labels=xb[:, :-1].clone()).loss
+        xb = torch.stack(dist.local(list(xb))).to(dist.device)  # this process's rows; equal shares
+        loss = model(xb, labels=xb).loss  # HF shifts the labels: T next-token targets per row
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        dist.backward(loss)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         step += 1
-        loss_acc, n_acc = loss_acc + loss.item(), n_acc + 1
+        loss_acc, n_acc = loss_acc + dist.sum(loss.item()) / dist.world, n_acc + 1
         bar.update(1)
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            now = time.perf_counter()
-            row = {
-                "step": step,
-                "train/loss": loss_acc / n_acc,
-                "val/loss": evaluate_lm(model, valid_stream, cfg.batch_size, cfg.seq_len, cfg.eval_batches),
-                "probe/copy_acc": copy_probe(model, len(tokenizer), n_special),
-                "train/lr": lr,
-                "time/tokens_per_s": tokens_per_step * n_acc / max(1e-9, now - t_last),
-            }
-            history.append(row)
-            write_metrics_line(metrics_path, row)
-            bar.set_postfix(loss=f"{row['val/loss']:.3f}", copy=f"{row['probe/copy_acc']:.2f}")
-            bar.write(
-                f"step {step}: train {row['train/loss']:.3f} val {row['val/loss']:.3f} "
-                f"copy {row['probe/copy_acc']:.2f} lr {lr:.2e} {row['time/tokens_per_s']:.0f} tok/s"
-            )
-            save_state(
-                out, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history}
-            )
+            if dist.is_main:
+                now = time.perf_counter()
+                net = dist.unwrap(model)
+                row = {
+                    "step": step,
+                    "train/loss": loss_acc / n_acc,
+                    "val/loss": evaluate_lm(net, valid_stream, cfg.batch_size, cfg.seq_len, cfg.eval_batches),
+                    "probe/copy_acc": copy_probe(net, len(tokenizer), n_special),
+                    "train/lr": lr,
+                    "time/tokens_per_s": tokens_per_step * n_acc / max(1e-9, now - t_last),
+                }
+                history.append(row)
+                write_metrics_line(metrics_path, row)
+                bar.set_postfix(loss=f"{row['val/loss']:.3f}", copy=f"{row['probe/copy_acc']:.2f}")
+                bar.write(
+                    f"step {step}: train {row['train/loss']:.3f} val {row['val/loss']:.3f} "
+                    f"copy {row['probe/copy_acc']:.2f} lr {lr:.2e} {row['time/tokens_per_s']:.0f} tok/s"
+                )
+                save_state(
+                    out, {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history}
+                )
+            dist.wait()
             t_last, loss_acc, n_acc = time.perf_counter(), 0.0, 0
     bar.close()
     final = history[-1] if history else {}
@@ -208,11 +219,14 @@ def run_pretrain(
         "config": {"model": asdict(model_cfg), "pretrain": asdict(cfg)},
         "data": {"corpus": str(corpus), "sha256": sha256_file(corpus), "tokens": len(stream)},
         "parent": str(init_from) if init_from else None,
-        "n_params": count_parameters(model),
+        "n_params": count_parameters(dist.unwrap(model)),
+        "processes": dist.world,
         "metrics": final,
         "history": history,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
-    save_checkpoint(model, tokenizer, out, meta)
-    clear_state(out)
+    if dist.is_main:
+        save_checkpoint(dist.unwrap(model), tokenizer, out, meta)
+        clear_state(out)
+    dist.wait()
     return meta

@@ -163,16 +163,20 @@ def run_rm(
     import torch  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
 
+    from training.dist import Dist  # noqa: PLC0415
     from training.losses import bradley_terry_loss  # noqa: PLC0415
     from training.sft import _disable_dropout  # noqa: PLC0415
     from training.tokenizer import load_tokenizer  # noqa: PLC0415
 
     torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
+    dist = Dist()
+    log = print if dist.is_main else (lambda *a, **k: None)
     out = Path(out_dir)
     read_meta(sft_dir)
     tokenizer = load_tokenizer(sft_dir)
     pad = tokenizer.pad_token_id
+    torch.manual_seed(cfg.seed)  # the head's initialisation
     model = build_reward_model(sft_dir)
     _disable_dropout(model)
     model.train()
@@ -185,11 +189,14 @@ def run_rm(
     train, dropped = encode_pairs(train_c, tokenizer, cfg.max_query_tokens, cfg.max_response_tokens)
     valid, _ = encode_pairs(valid_c, tokenizer, cfg.max_query_tokens, cfg.max_response_tokens)
     agreement, n_agree_pairs = labeler_agreement(valid_c)
-    steps = max(1, math.ceil(cfg.epochs * len(train) / cfg.batch_size))
-    print(
-        f"RM: {len(train)} train comparisons ({dropped} dropped), {len(valid)} validation, {steps} steps; "
-        f"labeler agreement on validation pairs {agreement if agreement is None else round(agreement, 3)} "
-        f"({n_agree_pairs} judgment pairs)",
+    if len(train) < cfg.batch_size:
+        raise ValueError(f"only {len(train)} training comparisons, fewer than rm.batch_size={cfg.batch_size}")
+    per_epoch = len(train) // cfg.batch_size  # full batches only (every process needs an equal share)
+    steps = max(1, math.ceil(cfg.epochs * per_epoch))
+    log(
+        f"RM: {len(train)} train comparisons ({dropped} dropped), {len(valid)} validation, {steps} steps, "
+        f"{dist.world} process(es); labeler agreement on validation pairs "
+        f"{agreement if agreement is None else round(agreement, 3)} ({n_agree_pairs} judgment pairs)",
         flush=True,
     )
 
@@ -200,60 +207,63 @@ def run_rm(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
-        print(f"resuming RM training from step {step}/{steps}", flush=True)
+        log(f"resuming RM training from step {step}/{steps}", flush=True)
+    model, opt = dist.prepare(model, opt)
     metrics_path = out.with_name(out.name + ".metrics.jsonl")
-    if step == 0:
+    if step == 0 and dist.is_main:
         metrics_path.unlink(missing_ok=True)
 
     # one fixed shuffle per epoch, derived from the seed: batch k is the same whether or not the run was resumed
     def batch_at(k: int) -> list[Pair]:
-        per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
         epoch, j = divmod(k, per_epoch)
         order = list(range(len(train)))
         random.Random(f"{cfg.seed}:epoch{epoch}").shuffle(order)
         return [train[i] for i in order[j * cfg.batch_size : (j + 1) * cfg.batch_size]]
 
-    bar = tqdm(total=steps, initial=step, desc="rm", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=steps, initial=step, desc="rm", disable=not (progress and dist.is_main), dynamic_ncols=True)
     loss_acc = acc_acc = 0.0
     n_acc = 0
     while step < steps:
         set_lr(opt, lr := lr_at(step, cfg.lr, cfg.warmup_steps, steps, cfg.min_lr_ratio))
-        batch = batch_at(step)
+        batch = dist.local(batch_at(step))
         ids, mask = pad_right([p.preferred for p in batch] + [p.other for p in batch], pad)
-        r = model(input_ids=ids, attention_mask=mask).logits[:, 0]  # (2B,)
+        r = model(input_ids=ids.to(dist.device), attention_mask=mask.to(dist.device)).logits[:, 0]  # (2b,)
         n = len(batch)
-        loss = bradley_terry_loss(r[:n], r[n:])
+        loss = bradley_terry_loss(r[:n], r[n:])  # equal shares: the mean over processes is the global mean
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        dist.backward(loss)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         step += 1
-        loss_acc += loss.item()
-        acc_acc += (r[:n] > r[n:]).float().mean().item()
+        loss_acc += dist.sum(loss.item()) / dist.world
+        acc_acc += dist.sum((r[:n] > r[n:]).float().mean().item()) / dist.world
         n_acc += 1
         bar.update(1)
         if step % cfg.eval_every == 0 or step == steps:
-            model.eval()
-            row = {
-                "step": step,
-                "train/loss": loss_acc / n_acc,
-                "train/accuracy": acc_acc / n_acc,
-                "val/accuracy": accuracy(model, valid, pad),
-                "train/lr": lr,
-            }
-            model.train()
-            history.append(row)
-            write_metrics_line(metrics_path, row)
-            bar.write(
-                f"step {step}: loss {row['train/loss']:.3f} train acc {row['train/accuracy']:.3f} "
-                f"val acc {row['val/accuracy']:.3f}"
-            )
-            save_state(
-                out, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history}
-            )
+            if dist.is_main:
+                net = dist.unwrap(model).eval()
+                row = {
+                    "step": step,
+                    "train/loss": loss_acc / n_acc,
+                    "train/accuracy": acc_acc / n_acc,
+                    "val/accuracy": accuracy(net, valid, pad),
+                    "train/lr": lr,
+                }
+                net.train()
+                history.append(row)
+                write_metrics_line(metrics_path, row)
+                bar.write(
+                    f"step {step}: loss {row['train/loss']:.3f} train acc {row['train/accuracy']:.3f} "
+                    f"val acc {row['val/accuracy']:.3f}"
+                )
+                save_state(
+                    out, {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history}
+                )
+            dist.wait()
             loss_acc = acc_acc = 0.0
             n_acc = 0
     bar.close()
+    model = dist.unwrap(model)
 
     # 5. centre the references at 0
     model.eval()
@@ -277,12 +287,15 @@ def run_rm(
         },
         "parent": str(sft_dir),
         "reward_bias": bias,
+        "processes": dist.world,
         "metrics": final,
         "history": history,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
-    save_checkpoint(model, tokenizer, out, meta)
-    clear_state(out)
+    if dist.is_main:
+        save_checkpoint(model, tokenizer, out, meta)
+        clear_state(out)
+    dist.wait()
     return meta
 
 

@@ -36,6 +36,7 @@ from training.tokenizer import token_counter
 class Example:
     query: list[int]
     response: list[int]  # reference tokens + EOS
+    source: int = -1  # index of the post it came from
 
 
 def encode_query(post: TldrPost, tokenizer, max_query_tokens: int) -> list[int]:
@@ -49,7 +50,7 @@ def encode_examples(posts: list[TldrPost], tokenizer, max_query_tokens: int, max
     """-> (examples, n_dropped) ; a reference is dropped when it does not fit the response budget with its EOS."""
     examples, dropped = [], 0
     eos = tokenizer.eos_token_id
-    for post in posts:
+    for i, post in enumerate(posts):
         response = tokenizer(reference_response(post.summary), add_special_tokens=False)["input_ids"] + [eos]
         if len(response) > max_response_tokens:
             dropped += 1
@@ -59,7 +60,7 @@ def encode_examples(posts: list[TldrPost], tokenizer, max_query_tokens: int, max
         except QueryTooLong:
             dropped += 1
             continue
-        examples.append(Example(query, response))
+        examples.append(Example(query, response, i))
     return examples, dropped
 
 
@@ -91,16 +92,15 @@ def greedy_summaries(model, tokenizer, queries: list[list[int]], max_new_tokens:
 def _eval_loss(model, examples: list[Example], pad_id: int, batch_size: int) -> float:
     import torch  # noqa: PLC0415
 
-    from training.losses import lm_response_loss  # noqa: PLC0415
+    from training.losses import lm_response_loss, n_response_targets  # noqa: PLC0415
 
     model.eval()
     total, n = 0.0, 0
     with torch.no_grad():
         for s in range(0, len(examples), batch_size):
             ids, mask, labels = collate(examples[s : s + batch_size], pad_id)
-            loss = lm_response_loss(model(input_ids=ids, attention_mask=mask).logits, labels)
-            k = int((labels[:, 1:] != -100).sum())
-            total, n = total + loss.item() * k, n + k
+            total += lm_response_loss(model(input_ids=ids, attention_mask=mask).logits, labels, "sum").item()
+            n += n_response_targets(labels)
     model.train()
     return total / max(1, n)
 
@@ -116,16 +116,21 @@ def run_sft(
     profile_name: str = "custom",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Fine-tune the base checkpoint on reference summaries; writes the SFT checkpoint to ``out_dir``."""
+    """Fine-tune the base checkpoint on reference summaries; writes the SFT checkpoint to ``out_dir``.
+
+    Runs in one process or under ``accelerate launch`` (see training/dist.py): same global batches, same updates.
+    """
     import torch  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
+    from training.dist import Dist  # noqa: PLC0415
     from training.losses import lm_response_loss  # noqa: PLC0415
     from training.tokenizer import load_tokenizer  # noqa: PLC0415
 
     torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
+    dist = Dist()
     out = Path(out_dir)
     read_meta(base)  # a clear error if the base is not a prefsum checkpoint
     tokenizer = load_tokenizer(base)
@@ -135,13 +140,15 @@ def run_sft(
 
     train_posts, valid_posts = load_tldr(train_file), load_tldr(valid_file)
     train, dropped = encode_examples(train_posts, tokenizer, cfg.max_query_tokens, cfg.max_response_tokens)
-    valid, _ = encode_examples(
-        valid_posts[: cfg.eval_examples], tokenizer, cfg.max_query_tokens, cfg.max_response_tokens
-    )
+    valid_posts = valid_posts[: cfg.eval_examples]
+    valid, _ = encode_examples(valid_posts, tokenizer, cfg.max_query_tokens, cfg.max_response_tokens)
     if not train:
         raise ValueError(f"no usable SFT examples in {train_file} (all {dropped} over the budgets)")
-    print(
-        f"SFT: {len(train)} train examples ({dropped} dropped: over the budgets), {len(valid)} validation", flush=True
+    log = print if dist.is_main else (lambda *a, **k: None)
+    log(
+        f"SFT: {len(train)} train examples ({dropped} dropped: over the budgets), {len(valid)} validation, "
+        f"{dist.world} process(es)",
+        flush=True,
     )
 
     opt = adamw(model, cfg.lr, cfg.weight_decay)
@@ -151,48 +158,53 @@ def run_sft(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
-        print(f"resuming SFT from step {step}/{cfg.steps}", flush=True)
+        log(f"resuming SFT from step {step}/{cfg.steps}", flush=True)
+    model, opt = dist.prepare(model, opt)
     metrics_path = out.with_name(out.name + ".metrics.jsonl")
-    if step == 0:
+    if step == 0 and dist.is_main:
         metrics_path.unlink(missing_ok=True)
 
     pad = tokenizer.pad_token_id
-    bar = tqdm(total=cfg.steps, initial=step, desc="sft", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc="sft", disable=not (progress and dist.is_main), dynamic_ncols=True)
     loss_acc, n_acc = 0.0, 0
     while step < cfg.steps:
         set_lr(opt, lr := lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
-        rng = random.Random(f"{cfg.seed}:{step}")  # batches depend on the step only (exact resume)
-        ids, mask, labels = collate(rng.sample(train, min(cfg.batch_size, len(train))), pad)
-        loss = lm_response_loss(model(input_ids=ids, attention_mask=mask).logits, labels)
+        rng = random.Random(f"{cfg.seed}:{step}")  # the global batch depends on the step only (exact resume)
+        batch = rng.sample(train, min(cfg.batch_size, len(train)))
+        n_global = sum(len(e.response) for e in batch)  # response targets in the global batch (EOS included)
+        ids, mask, labels = collate(dist.local(batch), pad)
+        ids, mask, labels = ids.to(dist.device), mask.to(dist.device), labels.to(dist.device)
+        loss_sum = lm_response_loss(model(input_ids=ids, attention_mask=mask).logits, labels, "sum")
+        # DDP averages gradients over processes: scale so the result is the global per-token mean
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        dist.backward(loss_sum * dist.world / n_global)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         step += 1
-        loss_acc, n_acc = loss_acc + loss.item(), n_acc + 1
+        loss_acc, n_acc = loss_acc + dist.sum(loss_sum.item()) / n_global, n_acc + 1
         bar.update(1)
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            row = {
-                "step": step,
-                "train/loss": loss_acc / n_acc,
-                "val/loss": _eval_loss(model, valid, pad, 32),
-                "train/lr": lr,
-            }
-            history.append(row)
-            write_metrics_line(metrics_path, row)
-            bar.write(f"step {step}: train {row['train/loss']:.3f} val {row['val/loss']:.3f}")
-            samples = (
-                []
-                if not cfg.n_samples
-                else greedy_summaries(
-                    model, tokenizer, [e.query for e in valid[: cfg.n_samples]], cfg.max_response_tokens
+            if dist.is_main:
+                net = dist.unwrap(model)
+                row = {
+                    "step": step,
+                    "train/loss": loss_acc / n_acc,
+                    "val/loss": _eval_loss(net, valid, pad, 32),
+                    "train/lr": lr,
+                }
+                history.append(row)
+                write_metrics_line(metrics_path, row)
+                bar.write(f"step {step}: train {row['train/loss']:.3f} val {row['val/loss']:.3f}")
+                if cfg.n_samples:
+                    shown = valid[: cfg.n_samples]
+                    texts = greedy_summaries(net, tokenizer, [e.query for e in shown], cfg.max_response_tokens)
+                    for e, text in zip(shown, texts, strict=True):
+                        ref = reference_response(valid_posts[e.source].summary)
+                        bar.write(f"  sample:{text}\n  ref:   {ref}")
+                save_state(
+                    out, {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history}
                 )
-            )
-            for i, text in enumerate(samples):
-                bar.write(f"  sample {i}:{text}\n  ref     {i}: {valid_posts[i].summary.strip()}")
-            save_state(
-                out, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history}
-            )
+            dist.wait()
             loss_acc, n_acc = 0.0, 0
     bar.close()
     meta = {
@@ -208,12 +220,15 @@ def run_sft(
             "n_dropped": dropped,
         },
         "parent": str(base),
+        "processes": dist.world,
         "metrics": history[-1] if history else {},
         "history": history,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
-    save_checkpoint(model, tokenizer, out, meta)
-    clear_state(out)
+    if dist.is_main:
+        save_checkpoint(dist.unwrap(model), tokenizer, out, meta)
+        clear_state(out)
+    dist.wait()
     return meta
 
 
