@@ -205,3 +205,13 @@ def test_write_jsonl_is_atomic_on_failure(tmp_path, monkeypatch):
         write_jsonl(path, [TLDR | {"id": "t3_new"}, TLDR])
     assert [r.id for r in load(path, "tldr")] == ["t3_1abc"]  # the old file survives intact
     assert [p.name for p in tmp_path.iterdir()] == ["keep.jsonl"]  # and no temp file is left behind
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = tmp_path / "perm.jsonl"
+    write_jsonl(path, [TLDR])
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # as open() would make it, not mkstemp's 0600

@@ -12,12 +12,24 @@ import pytest
 from training.data import write_jsonl
 
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "ACCELERATE_DISABLE_RICH": "1"}
-COMMON = ["--set", "sft.threads=1", "--set", "rm.threads=1", "--set", "sft.max_query_tokens=96",
-          "--set", "sft.max_response_tokens=24", "--set", "rm.max_query_tokens=96", "--set", "rm.max_response_tokens=24"]
+COMMON = [
+    "--set",
+    "sft.threads=1",
+    "--set",
+    "rm.threads=1",
+    "--set",
+    "sft.max_query_tokens=96",
+    "--set",
+    "sft.max_response_tokens=24",
+    "--set",
+    "rm.max_query_tokens=96",
+    "--set",
+    "rm.max_response_tokens=24",
+]
 
 
 def run(cmd: list[str]) -> str:
-    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, check=False, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
 
@@ -27,8 +39,24 @@ def launch(n: int, *args: str) -> str:
     if n == 1:
         return run([sys.executable, "-m", "prefsum", *args])
     # --multi_gpu selects the torchrun launcher; the processes find no GPU and use DDP over gloo on the CPU
-    return run([accelerate, "launch", "--multi_gpu", "--num_processes", str(n), "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "prefsum", *args])
+    return run(
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(n),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "prefsum",
+            *args,
+        ]
+    )
 
 
 def history(ckpt) -> list[dict]:
@@ -38,8 +66,23 @@ def history(ckpt) -> list[dict]:
 @pytest.fixture(scope="module")
 def runs(base_and_data):
     d = base_and_data
-    sft = ["train", "sft", "--base", str(d / "base"), "--data", str(d), *COMMON, "--set", "sft.steps=6",
-           "--set", "sft.eval_every=3", "--set", "sft.batch_size=8", "--set", "sft.n_samples=0"]
+    sft = [
+        "train",
+        "sft",
+        "--base",
+        str(d / "base"),
+        "--data",
+        str(d),
+        *COMMON,
+        "--set",
+        "sft.steps=6",
+        "--set",
+        "sft.eval_every=3",
+        "--set",
+        "sft.batch_size=8",
+        "--set",
+        "sft.n_samples=0",
+    ]
     launch(1, *sft, "--out", str(d / "sft1"))
     out2 = launch(2, *sft, "--out", str(d / "sft2"))
     assert "2 process(es)" in out2
@@ -50,11 +93,27 @@ def runs(base_and_data):
     for i in range(40):
         info = PostInfo(f"t3_{i}", f"My dog is {i} years old.\nShe barks at night.", f"Dog number {i}", "pets")
         good, bad = Summary(f" my dog ({i}) barks", "sft"), Summary(" dog stuff lol", "ref")
-        comps.append(Comparison(info, (good, bad) if i % 2 else (bad, good), i % 2 ^ 1, "sim-0", "1",
-                                "train" if i < 32 else "valid1"))
+        comps.append(
+            Comparison(
+                info, (good, bad) if i % 2 else (bad, good), i % 2 ^ 1, "sim-0", "1", "train" if i < 32 else "valid1"
+            )
+        )
     write_jsonl(d / "comps.jsonl", comps)
-    rm = ["train", "rm", "--sft", str(d / "sft1"), "--comparisons", str(d / "comps.jsonl"), *COMMON,
-          "--set", "rm.batch_size=8", "--set", "rm.epochs=1.5", "--set", "rm.eval_every=3"]
+    rm = [
+        "train",
+        "rm",
+        "--sft",
+        str(d / "sft1"),
+        "--comparisons",
+        str(d / "comps.jsonl"),
+        *COMMON,
+        "--set",
+        "rm.batch_size=8",
+        "--set",
+        "rm.epochs=1.5",
+        "--set",
+        "rm.eval_every=3",
+    ]
     launch(1, *rm, "--out", str(d / "rm1"))
     launch(2, *rm, "--out", str(d / "rm2"))
     return d

@@ -31,27 +31,25 @@ from training.optim import adamw, lr_at, set_lr
 VALID_FRACTION = 0.02
 
 
-def tokenize_corpus(path: str | Path, tokenizer, chunk_lines: int = 2000):
-    """The corpus as one 1-D LongTensor of token ids; blank lines separate documents and become EOS."""
+def tokenize_corpus(path: str | Path, tokenizer, chunk_docs: int = 2000):
+    """The corpus as one 1-D LongTensor of token ids, each document followed by EOS.
+
+    Documents are separated by lines holding the EOS string (as `prefsum data synth` writes them) or, in a corpus
+    without any, by blank lines.
+    """
     import torch  # noqa: PLC0415
 
+    eos_text, eos = tokenizer.eos_token, tokenizer.eos_token_id
+    text = Path(path).read_text(encoding="utf-8")
+    if f"\n{eos_text}\n" in f"\n{text}\n":
+        docs = [d.strip() for d in text.split(eos_text)]
+    else:
+        docs = [d.strip() for d in text.split("\n\n")]
+    docs = [d for d in docs if d]
     ids: list[int] = []
-    eos = tokenizer.eos_token_id
-    with open(path, encoding="utf-8") as f:
-        docs, buf = [], []
-        for line in f:
-            if line.strip():
-                buf.append(line)
-            elif buf:
-                docs.append("".join(buf))
-                buf = []
-        if buf:
-            docs.append("".join(buf))
-    for start in range(0, len(docs), chunk_lines):
+    for start in range(0, len(docs), chunk_docs):
         # the backend tokenizer: whole documents may exceed model_max_length, which is fine for a stream
-        for enc in tokenizer.backend_tokenizer.encode_batch(
-            docs[start : start + chunk_lines], add_special_tokens=False
-        ):
+        for enc in tokenizer.backend_tokenizer.encode_batch(docs[start : start + chunk_docs], add_special_tokens=False):
             ids.extend(enc.ids)
             ids.append(eos)
     return torch.tensor(ids, dtype=torch.long)
