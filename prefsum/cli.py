@@ -183,6 +183,68 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     return _done("rm", out, meta)
 
 
+def _policies(spec: str) -> dict[str, str]:
+    """ "name=DIR,name=DIR" or "DIR,DIR" (names from the folder names)."""
+    out: dict[str, str] = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, _, path = item.rpartition("=") if "=" in item else (Path(item).name, "", item)
+        if name in out:
+            raise CliError(f"policy name {name!r} given twice in --policies; name them: name=DIR,name=DIR")
+        if not (Path(path) / "config.json").is_file():
+            raise CliError(f"--policies: {path} is not a checkpoint folder (no config.json)")
+        out[name] = path
+    if not out:
+        raise CliError("--policies needs at least one checkpoint")
+    return out
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from prefsum.workflows import label_round  # noqa: PLC0415
+
+    if args.labeler != "sim":
+        raise CliError(
+            "only --labeler sim runs here; to queue the same pairs for people, use the service's "
+            "labeling queue (POST /v1/label/tasks)"
+        )
+    data = Path(args.data)
+    if not (data / "frames.jsonl").is_file():
+        raise CliError(
+            f"{data} has no frames.jsonl: the simulated labelers judge only the offline world (`prefsum data synth`)"
+        )
+    summary = label_round(
+        _policies(args.policies),
+        data,
+        args.out,
+        n_posts=args.posts,
+        round_k=args.round,
+        temperature=args.temperature,
+        samples_per_policy=args.samples,
+        include_reference=not args.no_reference,
+        max_query_tokens=args.max_query_tokens,
+        max_response_tokens=args.max_response_tokens,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
+def cmd_eval_checkpoint(args: argparse.Namespace) -> int:
+    from prefsum.workflows import evaluate_checkpoint  # noqa: PLC0415
+
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        n=args.n,
+        max_query_tokens=args.max_query_tokens,
+        max_response_tokens=args.max_response_tokens,
+        threads=args.threads,
+    )
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------------------------------- parser
 
 
@@ -356,9 +418,25 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "label",
         "run a comparison round: sample summaries from policies and have labelers choose",
-        _not_yet("label", "Training I"),
+        cmd_label,
+        "A comparison round as in the paper: sample a summary of each post from every policy (and take the "
+        "reference), pair two different summaries per post, and have the simulated labeler pool choose. Writes "
+        "the public comparisons format (batch = roundK, worker = labeler, split train/valid1/valid2 by post; "
+        "validation posts are judged by two labelers, for the agreement ceiling).",
     )
-    lb.add_argument("--policies", help="comma-separated checkpoints")
+    lb.add_argument("--policies", required=True, help="checkpoints as name=DIR,name=DIR (or DIR,DIR)")
+    lb.add_argument("--data", required=True, help="world directory (with frames.jsonl)")
+    lb.add_argument("--posts", type=int, default=2000, help="posts to label in this round")
+    lb.add_argument("--round", type=int, default=1, help="round number K: uses training posts [(K-1)N, KN)")
+    lb.add_argument("--labeler", default="sim", help="sim (the simulated pool)")
+    lb.add_argument("--out", required=True, help="comparisons JSONL to write")
+    lb.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for the policies")
+    lb.add_argument("--samples", type=int, default=1, help="samples per policy per post")
+    lb.add_argument("--no-reference", action="store_true", help="do not put the reference summary in the pairs")
+    lb.add_argument("--max-query-tokens", type=int, default=512, help="query budget")
+    lb.add_argument("--max-response-tokens", type=int, default=48, help="response budget")
+    lb.add_argument("--seed", type=int, default=0, help="sampling and pairing seed")
+    lb.add_argument("--threads", type=int, default=2, help="torch threads")
     ex = add(
         sub,
         "export",
@@ -380,6 +458,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     esub = ev.add_subparsers(dest="eval_command", metavar="SUBCOMMAND", required=True)
     add(esub, "run", "generate summaries and collect judgments", _not_yet("eval run", "Evals"))
+    ec = add(
+        esub,
+        "checkpoint",
+        "quick check of a policy checkpoint in the offline world: fact recall, wrong values, win rate vs reference",
+        cmd_eval_checkpoint,
+        "Greedy summaries of N held-out posts from a torch checkpoint, judged by the world's ground truth: fact "
+        "recall (facts stated with the right value), wrong-value rate (summaries stating any fact wrong), mean "
+        "gold score, and the simulated labelers' preference against the reference TL;DR with a 95% interval.",
+    )
+    ec.add_argument("--checkpoint", required=True, help="policy checkpoint folder")
+    ec.add_argument("--data", required=True, help="world directory (with frames.jsonl)")
+    ec.add_argument("--split", default="test", choices=["valid", "test"], help="which posts")
+    ec.add_argument("-n", type=int, default=300, help="number of posts")
+    ec.add_argument("--max-query-tokens", type=int, default=512, help="query budget")
+    ec.add_argument("--max-response-tokens", type=int, default=48, help="response budget")
+    ec.add_argument("--threads", type=int, default=2, help="torch threads")
     add(esub, "report", "analyse judgments into a report with plots", _not_yet("eval report", "Evals"))
     pl = add(
         sub,

@@ -59,3 +59,31 @@ def base_and_data(tmp_path_factory, corpus_file, tiny_tokenizer):
     write_jsonl(d / "train.jsonl", rows[:32])
     write_jsonl(d / "valid.jsonl", rows[32:])
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """The offline world at size tiny, seed 0 (generated once per test session)."""
+    from training.world import synth
+
+    out = tmp_path_factory.mktemp("tiny_world") / "world"
+    synth(out, seed=0, size="tiny")
+    return out
+
+
+@pytest.fixture(scope="session")
+def world_policy(tiny_world, tmp_path_factory):
+    """A tokenizer trained on the tiny world's corpus and a (barely) pretrained tiny GPT-2 policy checkpoint."""
+    from training.config import PretrainConfig
+    from training.modeling import ModelConfig
+    from training.pretrain import run_pretrain
+    from training.tokenizer import TokenizerConfig, train_tokenizer
+
+    d = tmp_path_factory.mktemp("world_policy")
+    tok = train_tokenizer([tiny_world / "pretrain.txt"], d / "tokenizer", TokenizerConfig(vocab_size=512))
+    model_cfg = ModelConfig(arch="gpt2", n_layer=1, d_model=32, n_head=2, max_positions=512)
+    cfg = PretrainConfig(
+        steps=20, batch_size=8, seq_len=64, lr=3e-3, warmup_steps=2, eval_every=20, eval_batches=1, threads=1
+    )
+    run_pretrain(tiny_world / "pretrain.txt", tok, d / "base", model_cfg, cfg, progress=False)
+    return d / "base"
