@@ -76,3 +76,21 @@ def test_model_config_validation():
         ModelConfig(d_model=30, n_head=4)
     with pytest.raises(ValueError, match="arch"):
         ModelConfig(arch="rnn")
+
+
+def test_prev_token_head_init_attends_one_position_back():
+    from training.modeling import build_causal_lm
+
+    torch.manual_seed(0)
+    model = build_causal_lm(ModelConfig(arch="llama", prev_token_head=True), 512, 0, 1, seed=0)
+    model.set_attn_implementation("eager")
+    x = torch.randint(2, 512, (2, 120))
+    with torch.no_grad():
+        att = model(x, output_attentions=True).attentions[0]  # layer 0: (B, H, T, T)
+    prev = torch.diagonal(att[:, 0], offset=-1, dim1=1, dim2=2)  # head 0, weight on position t-1: (B, T-1)
+    assert prev.min().item() > 0.95
+    # the other heads are untouched random heads: no such pattern
+    other = torch.diagonal(att[:, 1], offset=-1, dim1=1, dim2=2)
+    assert other[:, 20:].mean().item() < 0.5
+    with pytest.raises(ValueError, match="llama"):
+        ModelConfig(arch="gpt2", prev_token_head=True)

@@ -30,12 +30,18 @@ class ModelConfig:
     """Dropout everywhere; RLHF recipes turn it off (it makes logprobs of the same tokens disagree)."""
     tie_embeddings: bool = True
     """Share input and output embeddings (saves parameters at tiny size)."""
+    prev_token_head: bool = False
+    """(llama only) Initialise head 0 of layer 0 as a previous-token head: a constant embedding dimension feeds
+    content-independent queries/keys whose RoPE phases peak one position back. This seeds half of the copy
+    (induction) circuit, which a tiny model otherwise finds only after a long loss plateau. Trained freely after."""
 
     def __post_init__(self) -> None:
         if self.arch not in ("gpt2", "llama"):
             raise ValueError(f"model.arch must be 'gpt2' or 'llama', got {self.arch!r}")
         if self.d_model % self.n_head:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_head ({self.n_head})")
+        if self.prev_token_head and self.arch != "llama":
+            raise ValueError("model.prev_token_head needs model.arch = 'llama' (it is built from RoPE phases)")
 
     @property
     def ff_size(self) -> int:
@@ -89,7 +95,44 @@ def build_causal_lm(cfg: ModelConfig, vocab_size: int, eos_id: int, pad_id: int,
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(hf_config(cfg, vocab_size, eos_id, pad_id))
+    if cfg.prev_token_head:
+        init_prev_token_head(model)
     return model
+
+
+def init_prev_token_head(model, sharpness: float = 12.0, const: float = 1.0) -> None:
+    """Make head 0 of layer 0 of a Llama model attend (almost only) to the previous position.
+
+    The last embedding dimension is set to ``const`` for every token; after the input RMSNorm it is a nearly constant
+    input n_c. Head 0's query and key read only that dimension, so q and k are the same vectors a, b at every
+    position, rotated by RoPE: for each frequency pair i the score is |a_i||b_i| cos(beta_i + (t - m) theta_i),
+    largest at t = m - 1 when beta_i = theta_i. Summed over pairs, the previous position beats its neighbours by
+    ``sharpness`` (softmax logits). The constant dimension adds the same amount to every logit of the tied output
+    layer, so it changes no prediction.
+    """
+    import torch  # noqa: PLC0415
+
+    cfg = model.config
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    half = head_dim // 2
+    theta = cfg.rope_theta ** (-torch.arange(half, dtype=torch.float64) * 2 / head_dim)  # (half,)
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight  # (V, d)
+        emb[:, -1] = const
+        rms = torch.sqrt((emb.float() ** 2).mean(dim=1)).mean()
+        n_c = const / rms.item()  # the constant dimension after RMSNorm (norm weight 1 at init)
+        gap = float((1 - torch.cos(theta)).sum())  # score gap between offsets 1 and 0 or 2, per unit scale
+        scale = sharpness / gap  # wanted |a||b| * n_c^2 * attention scaling per pair
+        ab = scale / (n_c**2 * head_dim**-0.5)
+        s = ab**0.5
+        attn = model.model.layers[0].self_attn
+        q, k = attn.q_proj.weight, attn.k_proj.weight  # (n_head * head_dim, d)
+        q[:head_dim].zero_()
+        k[:head_dim].zero_()
+        # rotate_half pairs component i with component i + half
+        q[:half, -1] = s
+        k[:half, -1] = (s * torch.cos(theta)).to(k.dtype)
+        k[half:head_dim, -1] = (s * torch.sin(theta)).to(k.dtype)
 
 
 def count_parameters(model) -> int:
