@@ -99,6 +99,27 @@ def clear_state(out_dir: str | Path) -> None:
     shutil.rmtree(resume_path(out_dir).parent, ignore_errors=True)
 
 
+def start_run(out_dir: str | Path, model, optimizer, dist, *, resume: bool, stage: str, total_steps: int):
+    """Common start of every training loop: restore the resume state when asked (and present), wrap model and
+    optimizer for distribution, and start a fresh metrics log unless resuming.
+
+    Returns ``(model, optimizer, step, history, metrics_path)``.
+    """
+    out = Path(out_dir)
+    step, history = 0, []
+    state = load_state(out) if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = state["step"], state["history"]
+        dist.log(f"resuming {stage} from step {step}/{total_steps}")
+    model, optimizer = dist.prepare(model, optimizer)
+    metrics_path = out.with_name(out.name + ".metrics.jsonl")
+    if step == 0 and dist.is_main:
+        metrics_path.unlink(missing_ok=True)
+    return model, optimizer, step, history, metrics_path
+
+
 def write_metrics_line(path: str | Path, row: dict[str, Any]) -> None:
     """Append one JSON line of metrics (a log, so append is right; each line is complete or absent)."""
     with open(path, "a", encoding="utf-8") as f:
@@ -114,6 +135,7 @@ __all__ = [
     "resume_path",
     "save_checkpoint",
     "save_state",
+    "start_run",
     "sha256_file",
     "write_metrics_line",
 ]

@@ -25,6 +25,11 @@ class Dist:
         self.is_main = self.acc.is_main_process
         self.device = self.acc.device
 
+    def log(self, message: str) -> None:
+        """Print once (from the main process)."""
+        if self.is_main:
+            print(message, flush=True)
+
     def local(self, items: list[Any]) -> list[Any]:
         """This process's contiguous share of a global batch."""
         if len(items) % self.world:

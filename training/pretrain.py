@@ -18,10 +18,10 @@ from typing import Any
 
 from training.checkpoint import (
     clear_state,
-    load_state,
     save_checkpoint,
     save_state,
     sha256_file,
+    start_run,
     write_metrics_line,
 )
 from training.config import PretrainConfig
@@ -135,7 +135,6 @@ def run_pretrain(
     torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
     dist = Dist()
-    log = print if dist.is_main else (lambda *a, **k: None)
     out = Path(out_dir)
     stream = tokenize_corpus(corpus, tokenizer)
     n_valid = max(cfg.seq_len * 4, int(len(stream) * VALID_FRACTION))
@@ -149,17 +148,9 @@ def run_pretrain(
         model = build_causal_lm(model_cfg, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.seed)
     model.train()
     opt = adamw(model, cfg.lr, cfg.weight_decay)
-    step, history = 0, []
-    state = load_state(out) if resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, history = state["step"], state["history"]
-        log(f"resuming pretraining from step {step}/{cfg.steps}", flush=True)
-    model, opt = dist.prepare(model, opt)
-    metrics_path = out.with_name(out.name + ".metrics.jsonl")
-    if step == 0 and dist.is_main:
-        metrics_path.unlink(missing_ok=True)
+    model, opt, step, history, metrics_path = start_run(
+        out, model, opt, dist, resume=resume, stage="pretraining", total_steps=cfg.steps
+    )
 
     n_special = len(tokenizer.all_special_ids)
     bar = tqdm(

@@ -24,11 +24,11 @@ from typing import Any
 
 from training.checkpoint import (
     clear_state,
-    load_state,
     read_meta,
     save_checkpoint,
     save_state,
     sha256_file,
+    start_run,
     write_metrics_line,
 )
 from training.config import RMConfig
@@ -171,7 +171,6 @@ def run_rm(
     torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
     dist = Dist()
-    log = print if dist.is_main else (lambda *a, **k: None)
     out = Path(out_dir)
     read_meta(sft_dir)
     tokenizer = load_tokenizer(sft_dir)
@@ -193,25 +192,16 @@ def run_rm(
         raise ValueError(f"only {len(train)} training comparisons, fewer than rm.batch_size={cfg.batch_size}")
     per_epoch = len(train) // cfg.batch_size  # full batches only (every process needs an equal share)
     steps = max(1, math.ceil(cfg.epochs * per_epoch))
-    log(
+    dist.log(
         f"RM: {len(train)} train comparisons ({dropped} dropped), {len(valid)} validation, {steps} steps, "
         f"{dist.world} process(es); labeler agreement on validation pairs "
-        f"{agreement if agreement is None else round(agreement, 3)} ({n_agree_pairs} judgment pairs)",
-        flush=True,
+        f"{agreement if agreement is None else round(agreement, 3)} ({n_agree_pairs} judgment pairs)"
     )
 
     opt = adamw(model, cfg.lr, cfg.weight_decay)
-    step, history = 0, []
-    state = load_state(out) if resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, history = state["step"], state["history"]
-        log(f"resuming RM training from step {step}/{steps}", flush=True)
-    model, opt = dist.prepare(model, opt)
-    metrics_path = out.with_name(out.name + ".metrics.jsonl")
-    if step == 0 and dist.is_main:
-        metrics_path.unlink(missing_ok=True)
+    model, opt, step, history, metrics_path = start_run(
+        out, model, opt, dist, resume=resume, stage="RM training", total_steps=steps
+    )
 
     # one fixed shuffle per epoch, derived from the seed: batch k is the same whether or not the run was resumed
     def batch_at(k: int) -> list[Pair]:

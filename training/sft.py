@@ -18,11 +18,11 @@ from typing import Any
 
 from training.checkpoint import (
     clear_state,
-    load_state,
     read_meta,
     save_checkpoint,
     save_state,
     sha256_file,
+    start_run,
     write_metrics_line,
 )
 from training.config import SFTConfig
@@ -144,25 +144,15 @@ def run_sft(
     valid, _ = encode_examples(valid_posts, tokenizer, cfg.max_query_tokens, cfg.max_response_tokens)
     if not train:
         raise ValueError(f"no usable SFT examples in {train_file} (all {dropped} over the budgets)")
-    log = print if dist.is_main else (lambda *a, **k: None)
-    log(
+    dist.log(
         f"SFT: {len(train)} train examples ({dropped} dropped: over the budgets), {len(valid)} validation, "
-        f"{dist.world} process(es)",
-        flush=True,
+        f"{dist.world} process(es)"
     )
 
     opt = adamw(model, cfg.lr, cfg.weight_decay)
-    step, history = 0, []
-    state = load_state(out) if resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, history = state["step"], state["history"]
-        log(f"resuming SFT from step {step}/{cfg.steps}", flush=True)
-    model, opt = dist.prepare(model, opt)
-    metrics_path = out.with_name(out.name + ".metrics.jsonl")
-    if step == 0 and dist.is_main:
-        metrics_path.unlink(missing_ok=True)
+    model, opt, step, history, metrics_path = start_run(
+        out, model, opt, dist, resume=resume, stage="SFT", total_steps=cfg.steps
+    )
 
     pad = tokenizer.pad_token_id
     bar = tqdm(total=cfg.steps, initial=step, desc="sft", disable=not (progress and dist.is_main), dynamic_ncols=True)
