@@ -85,3 +85,13 @@ def test_sft_resume_matches_an_uninterrupted_run(base_and_data, monkeypatch):
     for a, b in zip(full["history"], resumed["history"], strict=True):
         assert a["val/loss"] == pytest.approx(b["val/loss"], rel=1e-5)
         assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-5)
+
+
+def test_checkpoints_get_normal_permissions(base_and_data):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    folder = base_and_data / "base"  # written by save_checkpoint in the fixture
+    assert (folder / "prefsum.json").is_file()
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700

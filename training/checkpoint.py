@@ -41,11 +41,21 @@ def read_meta(ckpt: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def make_temp_dir(out: Path) -> Path:
+    """A temp folder beside ``out`` (same filesystem, so the final rename is atomic) with normal permissions
+    (mkdtemp makes 0700, which would lock out a service running as another user)."""
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)
+    return tmp
+
+
 def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict[str, Any]) -> Path:
     """Write model + tokenizer + prefsum.json into a temp folder beside ``out_dir``, then swap it in."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp = make_temp_dir(out)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,9 +81,11 @@ def wrap_tokenizer(tok, model_max_length: int = 1024):
 
 def save_tokenizer(hf, out_dir: str | Path) -> None:
     """Save next to ``out_dir`` in a temp folder, then swap it in, so a crash never leaves half a tokenizer."""
+    from training.checkpoint import make_temp_dir  # noqa: PLC0415
+
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp = make_temp_dir(out)
     try:
         hf.save_pretrained(tmp)
         if out.exists():
