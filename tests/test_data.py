@@ -215,3 +215,30 @@ def test_written_files_get_normal_permissions(tmp_path):
     path = tmp_path / "perm.jsonl"
     write_jsonl(path, [TLDR])
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # as open() would make it, not mkstemp's 0600
+
+
+def test_hub_loader_parses_rows_through_the_same_validators(monkeypatch):
+    """The hub path (network only in real use) with a stand-in `datasets` module: rows go through the parsers."""
+    import sys
+    import types
+
+    from training import data
+
+    calls = []
+
+    def load_dataset(hub_id, config, split):
+        calls.append((hub_id, config, split))
+        return [COMPARISON, NEWS_COMPARISON, COMPARISON | {"choice": 3}]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    assert len(data.load_hub("comparisons", "train", limit=2)) == 2
+    assert calls[0] == ("openai/summarize_from_feedback", "comparisons", "train")
+    with pytest.raises(DataError, match=r"openai/summarize_from_feedback\[train\]:2: choice"):
+        data.load_hub("comparisons", "train")
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline))
+    with pytest.raises(RuntimeError, match="export the dataset to JSONL elsewhere"):
+        data.load_hub("tldr", "train")
