@@ -94,3 +94,27 @@ def test_prev_token_head_init_attends_one_position_back():
     assert other[:, 20:].mean().item() < 0.5
     with pytest.raises(ValueError, match="llama"):
         ModelConfig(arch="gpt2", prev_token_head=True)
+
+
+def test_copy_circuit_continues_a_repeated_span_at_initialisation():
+    from training.modeling import build_causal_lm
+
+    model = build_causal_lm(ModelConfig(arch="llama", copy_circuit=True, rope_theta=1e6), 4096, 0, 1, seed=0).eval()
+    g = torch.Generator().manual_seed(5)
+    span = torch.randint(2, 4096, (4, 30), generator=g)  # (B, 30) random tokens, nothing to memorise
+    filler = torch.randint(2, 4096, (4, 50), generator=g)
+    x = torch.cat([span, filler, span[:, :10]], dim=1)  # the span again, 50 tokens later: continue it
+    with torch.no_grad():
+        pred = model(x).logits[:, -1].argmax(-1)
+    assert pred.tolist() == span[:, 10].tolist()
+    # an untrained model without the circuit does not
+    plain = build_causal_lm(ModelConfig(arch="llama", rope_theta=1e6), 4096, 0, 1, seed=0).eval()
+    with torch.no_grad():
+        assert (plain(x).logits[:, -1].argmax(-1) == span[:, 10]).sum() == 0
+
+
+def test_copy_circuit_config_is_checked():
+    with pytest.raises(ValueError, match="rope_theta"):
+        ModelConfig(arch="llama", copy_circuit=True)
+    with pytest.raises(ValueError, match="n_layer"):
+        ModelConfig(arch="llama", copy_circuit=True, rope_theta=1e6, n_layer=1)
