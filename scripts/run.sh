@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (called by `make run`). Until the full pipeline lands (world -> ... -> PPO ->
-# export -> serve), it runs every stage that exists, at a short demo length, and says what it does at each step.
-# Stages whose output exists are reused; delete runs/ to start over.
+# export -> serve), it runs every stage that exists with the tiny profile and says what it does at each step.
+# Stages whose output exists are reused and a killed stage resumes; delete runs/ to start over.
 set -euo pipefail
 WORLD=${1:-runs/world}
 RUN=${2:-runs/tiny}
 PREFSUM=.venv/bin/prefsum
 CONFIG=configs/tiny.toml
-# Demo lengths: the tiny profile's full lengths take longer than a first run should (see README, "Training").
-DEMO=(--set pretrain.steps=600 --set pretrain.eval_every=200 --set sft.steps=300 --set sft.eval_every=100
-      --set sft.eval_examples=64 --set "world.dir=$WORLD")
+PROFILE=(--config "$CONFIG" --run "$RUN" --set "world.dir=$WORLD")
 start=$(date +%s)
 step() { echo; echo "==> [$(( $(date +%s) - start ))s] $*"; }
 
@@ -43,21 +41,23 @@ run_stage() {  # name, output folder, command...
     "$@" --resume
   fi
 }
-run_stage "pretrain: the small base model on the world corpus (demo length)" "$RUN/pretrained" \
-  $PREFSUM train pretrain --config $CONFIG --run "$RUN" "${DEMO[@]}"
-run_stage "sft: fine-tuning on reference TL;DRs (demo length)" "$RUN/sft" \
-  $PREFSUM train sft --config $CONFIG --run "$RUN" "${DEMO[@]}"
+run_stage "pretrain: the small base model (from a hand-built copy circuit) on the world corpus, ~8 min" \
+  "$RUN/pretrained" $PREFSUM train pretrain "${PROFILE[@]}"
+run_stage "sft: fine-tuning on reference TL;DRs, ~3 min" "$RUN/sft" $PREFSUM train sft "${PROFILE[@]}"
 
 if [[ -f "$RUN/comparisons/all.jsonl" ]]; then
   step "label: $RUN/comparisons/all.jsonl exists; reusing it"
 else
-  step "label: comparison round 1 (pretrained vs sft vs reference, simulated labelers)"
   mkdir -p "$RUN/comparisons"
-  $PREFSUM label --policies "pretrained=$RUN/pretrained,sft=$RUN/sft" --data "$WORLD" --posts 1000 --round 1 \
-    --out "$RUN/comparisons/round1.jsonl" >/dev/null
-  cp "$RUN/comparisons/round1.jsonl" "$RUN/comparisons/all.jsonl"
+  for k in 1 2; do
+    step "label: comparison round $k of 2 (2,000 posts; pretrained vs sft vs reference; simulated labelers)"
+    $PREFSUM label --policies "pretrained=$RUN/pretrained,sft=$RUN/sft" --data "$WORLD" --posts 2000 --round $k \
+      --out "$RUN/comparisons/round$k.jsonl" | grep '"comparisons"'
+  done
+  cat "$RUN"/comparisons/round1.jsonl "$RUN"/comparisons/round2.jsonl > "$RUN/comparisons/all.jsonl.tmp"
+  mv "$RUN/comparisons/all.jsonl.tmp" "$RUN/comparisons/all.jsonl"
 fi
-run_stage "rm: reward model on the comparisons" "$RUN/rm" $PREFSUM train rm --config $CONFIG --run "$RUN"
+run_stage "rm: reward model on the comparisons, ~2 min" "$RUN/rm" $PREFSUM train rm "${PROFILE[@]}"
 
 step "eval: held-out posts, judged by the world's ground truth"
 for policy in pretrained sft; do
@@ -79,7 +79,7 @@ PY
 cat <<MSG
 
 Done in $(( $(date +%s) - start ))s. What ran: the offline world ($WORLD), its checks, the tokenizer, a base model,
-SFT, one comparison round, a reward model and a ground-truth evaluation ($RUN). Known limit today: the tiny models
-do not yet copy fact values from the post (fact recall near 0), so summaries are fluent but wrong; see the README.
-PPO, ONNX export, the service and the eval reports are the next issues.
+SFT, two comparison rounds, a reward model and a ground-truth evaluation of the policies ($RUN; each stage's
+prefsum.json holds its config, data hashes and metrics). PPO, ONNX export, the service and the eval reports are the
+next issues.
 MSG

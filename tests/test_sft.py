@@ -95,3 +95,4 @@ def test_checkpoints_get_normal_permissions(base_and_data):
     folder = base_and_data / "base"  # written by save_checkpoint in the fixture
     assert (folder / "prefsum.json").is_file()
     assert folder.stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700
+    assert (folder / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask

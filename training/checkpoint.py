@@ -51,6 +51,15 @@ def make_temp_dir(out: Path) -> Path:
     return tmp
 
 
+def _normal_file_modes(folder: Path) -> None:
+    """Some writers (safetensors) leave files 0600; give every file the mode open() would."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in folder.iterdir():
+        if f.is_file():
+            os.chmod(f, 0o666 & ~mask)
+
+
 def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict[str, Any]) -> Path:
     """Write model + tokenizer + prefsum.json into a temp folder beside ``out_dir``, then swap it in."""
     out = Path(out_dir)
@@ -61,6 +70,7 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict[str, Any])
         tokenizer.save_pretrained(tmp)
         meta = dict(meta) | {"saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        _normal_file_modes(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
