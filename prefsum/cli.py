@@ -96,7 +96,44 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
 def _profile(args: argparse.Namespace):
     from training.config import load_profile  # noqa: PLC0415
 
-    return load_profile(args.config, args.set)
+    profile = load_profile(args.config, args.set)
+    if profile.requires_cuda:
+        import torch  # noqa: PLC0415
+
+        if not torch.cuda.is_available():
+            raise CliError(
+                f"profile {profile.name!r} is sized for CUDA GPUs and none is available here; run it on a GPU "
+                "machine (see README, 'GPUs'), or use configs/tiny.toml on a CPU"
+            )
+    return profile
+
+
+def _base_dir(profile, run: Path) -> Path:
+    """The checkpoint SFT starts from, per the profile's [base] table (converted once for hub/gguf bases)."""
+    from training.base import BaseModelUnavailable, resolve_base  # noqa: PLC0415
+
+    if profile.base.source == "pretrain":
+        return run / "pretrained"
+    try:
+        return resolve_base(profile.base, run / "base")
+    except BaseModelUnavailable as e:
+        raise CliError(str(e)) from e
+
+
+def _tldr_dir(args: argparse.Namespace, profile) -> Path:
+    """Folder with train.jsonl / valid.jsonl in the TL;DR format: --data, or the profile's world (fetched once from
+    the hub when world.source = "hub")."""
+    if args.data:
+        return Path(args.data)
+    tldr = Path(profile.world.dir) / "tldr"
+    if profile.world.source == "hub" and not (tldr / "train.jsonl").is_file():
+        from training.data import materialize_hub_tldr  # noqa: PLC0415
+
+        try:
+            materialize_hub_tldr(tldr)
+        except RuntimeError as e:
+            raise CliError(str(e)) from e
+    return tldr
 
 
 def _run_dir(args: argparse.Namespace, profile) -> Path:
@@ -141,10 +178,10 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
 
     profile = _profile(args)
     run = _run_dir(args, profile)
-    data = Path(args.data or Path(profile.world.dir) / "tldr")
+    data = _tldr_dir(args, profile)
     out = Path(args.out or run / "sft")
     meta = run_sft(
-        args.base or run / "pretrained",
+        args.base or _base_dir(profile, run),
         data / "train.jsonl",
         data / "valid.jsonl",
         out,
@@ -391,7 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Fine-tune the base model on reference summaries: query in the paper's format, response = "
         "' ' + summary + EOS, loss on response tokens only, [PAD] right padding, dropout off.",
     )
-    sp.add_argument("--base", help="base checkpoint (default: RUN/pretrained)")
+    sp.add_argument(
+        "--base",
+        help="base checkpoint (default: from the profile's [base]: RUN/pretrained when trained "
+        "here, else the converted hub/GGUF model in RUN/base)",
+    )
     sp.add_argument("--data", help="folder with train.jsonl and valid.jsonl in the TL;DR format (default: WORLD/tldr)")
     sp = stage(
         "rm",

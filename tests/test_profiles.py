@@ -71,3 +71,41 @@ def test_smollm2_gguf_converts_to_safetensors(tmp_path):
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits
     assert torch.isfinite(logits).all()
+
+
+def test_real_profile_without_gpu_or_network_fails_clearly(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from prefsum.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", "sft", "--config", "configs/pythia-1b-tldr.toml"]) == 2
+    assert "sized for CUDA GPUs" in capsys.readouterr().err
+    # past the GPU check, the missing network (or hub extra) is the next clear error, before any training starts
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    argv = [
+        "train",
+        "sft",
+        "--config",
+        "configs/pythia-1b-tldr.toml",
+        "--set",
+        "requires_cuda=false",
+        "--set",
+        f"world.dir={tmp_path}",
+        "--run",
+        str(tmp_path),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "hub" in err and not (tmp_path / "sft").exists()
+
+
+def test_base_checkpoint_source_is_used_for_sft(tmp_path):
+    from prefsum.cli import _base_dir
+
+    profile = load_profile(None, ["base.source=checkpoint", f"base.name={tmp_path}"])
+    with pytest.raises(Exception, match="no config.json"):
+        _base_dir(profile, tmp_path / "run")
+    (tmp_path / "config.json").write_text("{}")
+    assert _base_dir(profile, tmp_path / "run") == tmp_path
+    assert _base_dir(load_profile(None), tmp_path / "run") == tmp_path / "run" / "pretrained"

@@ -168,6 +168,8 @@ class Profile:
 
     name: str = "tiny"
     """Profile name (recorded in every checkpoint)."""
+    requires_cuda: bool = False
+    """The profile is sized for CUDA GPUs: training stages refuse to start without one (rather than run for weeks)."""
     world: WorldConfig = field(default_factory=WorldConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     base: BaseModelConfig = field(default_factory=BaseModelConfig)

@@ -524,3 +524,14 @@ def load_hub(fmt: str, split: str, limit: int | None = None) -> list[Record]:
     if problems:
         raise DataError(problems)
     return records
+
+
+def materialize_hub_tldr(out_dir: str | Path, splits: tuple[str, ...] = ("train", "validation")) -> Path:
+    """Download the filtered TL;DR posts from the hub once into ``out_dir/{train,valid}.jsonl`` (the layout every
+    stage reads). Needs network and the 'hub' extra; files already there are kept."""
+    out = Path(out_dir)
+    for split in splits:
+        path = out / f"{'valid' if split == 'validation' else split}.jsonl"
+        if not path.is_file():
+            write_jsonl(path, load_hub("tldr", split))
+    return out
