@@ -38,25 +38,9 @@ def launch(n: int, *args: str) -> str:
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     if n == 1:
         return run([sys.executable, "-m", "prefsum", *args])
-    # --multi_gpu selects the torchrun launcher; the processes find no GPU and use DDP over gloo on the CPU
-    return run(
-        [
-            accelerate,
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(n),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "-m",
-            "prefsum",
-            *args,
-        ]
-    )
+    # the shipped config: torchrun launcher, 2 processes, DDP over gloo on a machine without GPUs
+    assert n == 2
+    return run([accelerate, "launch", "--config_file", "configs/accelerate/ddp-cpu.yaml", "-m", "prefsum", *args])
 
 
 def history(ckpt) -> list[dict]:

@@ -60,3 +60,7 @@ class Dist:
 
     def backward(self, loss) -> None:
         self.acc.backward(loss)
+
+    def clip_grad_norm(self, model, max_norm: float) -> None:
+        """Global gradient-norm clip that is also right for sharded models (FSDP, DeepSpeed)."""
+        self.acc.clip_grad_norm_(model.parameters(), max_norm)

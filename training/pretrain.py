@@ -171,7 +171,7 @@ def run_pretrain(
         loss = model(xb, labels=xb).loss  # HF shifts the labels: T next-token targets per row
         opt.zero_grad(set_to_none=True)
         dist.backward(loss)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        dist.clip_grad_norm(model, cfg.grad_clip)
         opt.step()
         step += 1
         loss_acc, n_acc = loss_acc + dist.sum(loss.item()) / dist.world, n_acc + 1

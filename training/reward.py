@@ -222,7 +222,7 @@ def run_rm(
         loss = bradley_terry_loss(r[:n], r[n:])  # equal shares: the mean over processes is the global mean
         opt.zero_grad(set_to_none=True)
         dist.backward(loss)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        dist.clip_grad_norm(model, cfg.grad_clip)
         opt.step()
         step += 1
         loss_acc += dist.sum(loss.item()) / dist.world

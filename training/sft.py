@@ -168,7 +168,7 @@ def run_sft(
         # DDP averages gradients over processes: scale so the result is the global per-token mean
         opt.zero_grad(set_to_none=True)
         dist.backward(loss_sum * dist.world / n_global)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        dist.clip_grad_norm(model, cfg.grad_clip)
         opt.step()
         step += 1
         loss_acc, n_acc = loss_acc + dist.sum(loss_sum.item()) / n_global, n_acc + 1
