@@ -80,16 +80,33 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> int:
-    from training.tokenizer import TokenizerConfig, train_tokenizer  # noqa: PLC0415
+    import dataclasses  # noqa: PLC0415
 
-    cfg = TokenizerConfig(vocab_size=args.vocab_size, min_frequency=args.min_frequency)
+    from training.checkpoint import sha256_file  # noqa: PLC0415
+    from training.data import atomic_write_text  # noqa: PLC0415
+    from training.tokenizer import train_tokenizer  # noqa: PLC0415
+
+    profile = _profile(args)
+    cfg = profile.tokenizer
+    if args.vocab_size is not None:
+        cfg = dataclasses.replace(cfg, vocab_size=args.vocab_size)
+    if args.min_frequency is not None:
+        cfg = dataclasses.replace(cfg, min_frequency=args.min_frequency)
+    corpus = args.corpus or [str(Path(profile.world.dir) / "pretrain.txt")]
+    out = Path(args.out or _run_dir(args, profile) / "tokenizer")
     t0 = time.perf_counter()
-    _say(f"training byte-level BPE (vocab {cfg.vocab_size}) on {', '.join(args.corpus)} ...")
-    tok = train_tokenizer(args.corpus, args.out, cfg)
-    _say(
-        f"wrote {args.out}: {len(tok)} tokens, eos={tok.eos_token!r} pad={tok.pad_token!r} "
-        f"in {time.perf_counter() - t0:.1f}s"
-    )
+    _say(f"training byte-level BPE (vocab {cfg.vocab_size}) on {', '.join(corpus)} ...")
+    tok = train_tokenizer(corpus, out, cfg)
+    meta = {
+        "stage": "tokenizer",
+        "profile": profile.name,
+        "config": {"tokenizer": dataclasses.asdict(cfg)},
+        "data": {c: sha256_file(c) for c in corpus},
+        "vocab_size": len(tok),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    atomic_write_text(out / "prefsum.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    _say(f"wrote {out}: {len(tok)} tokens, eos={tok.eos_token!r} pad={tok.pad_token!r} in {meta['wall_s']}s")
     return EXIT_OK
 
 
@@ -388,16 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Training stages. Each writes a Hugging Face checkpoint plus prefsum.json.",
     )
     tsub = train.add_subparsers(dest="train_command", metavar="STAGE", required=True)
-    tk = add(
-        tsub, "tokenizer", "train a byte-level BPE tokenizer (EOS and [PAD] distinct) on a corpus", cmd_train_tokenizer
-    )
-    tk.add_argument("--corpus", nargs="+", required=True, help="text file(s), e.g. WORLD/pretrain.txt")
-    tk.add_argument("--out", required=True, help="output folder (a Hugging Face fast tokenizer)")
-    tk.add_argument("--vocab-size", type=int, default=4096, help="vocabulary size including bytes and specials")
-    tk.add_argument("--min-frequency", type=int, default=2, help="minimum pair count for a merge")
 
-    def stage(name: str, help_: str, handler, description: str):
-        sp = add(tsub, name, help_, handler, description + _STAGE_EPILOG)
+    def common(sp):
         sp.add_argument("--config", help="TOML profile, e.g. configs/tiny.toml (default: the built-in tiny defaults)")
         sp.add_argument(
             "--set",
@@ -407,7 +416,24 @@ def build_parser() -> argparse.ArgumentParser:
             help="override one config field (repeatable), e.g. --set pretrain.steps=500",
         )
         sp.add_argument("--run", help="run directory holding the stages (default: runs/<profile name>)")
-        sp.add_argument("--out", help="output checkpoint folder (default: RUN/<stage>)")
+        sp.add_argument("--out", help="output folder (default: RUN/<stage>)")
+
+    tk = add(
+        tsub,
+        "tokenizer",
+        "train a byte-level BPE tokenizer (EOS and [PAD] distinct) on a corpus",
+        cmd_train_tokenizer,
+        "Train a byte-level BPE on a text corpus and save it as a Hugging Face fast tokenizer with EOS "
+        "(<|endoftext|>) and [PAD] as distinct special tokens, plus prefsum.json (config, corpus hash).",
+    )
+    common(tk)
+    tk.add_argument("--corpus", nargs="+", help="text file(s) (default: WORLD/pretrain.txt from the profile)")
+    tk.add_argument("--vocab-size", type=int, help="vocabulary size including bytes and specials (default: profile)")
+    tk.add_argument("--min-frequency", type=int, help="minimum pair count for a merge (default: profile)")
+
+    def stage(name: str, help_: str, handler, description: str):
+        sp = add(tsub, name, help_, handler, description + _STAGE_EPILOG)
+        common(sp)
         sp.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
         return sp
 

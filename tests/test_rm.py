@@ -109,3 +109,42 @@ def test_rm_learns_a_planted_preference_and_centres_references(sft_dir, tmp_path
     with torch.no_grad():
         r = rewards(model, seqs, tok.pad_token_id)
     assert (r.mean().item() - saved["reward_bias"]) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_rm_resume_matches_an_uninterrupted_run(sft_dir, tmp_path, monkeypatch):
+    """Die right after a resume checkpoint, then resume: the same metrics and the same reward bias."""
+    from training import reward
+
+    comps = [
+        comparison(i, f"my dog ({i}) barks", "dog stuff lol", i % 2, "sim-0", "train" if i < 32 else "valid1")
+        for i in range(40)
+    ]
+    write_jsonl(tmp_path / "c.jsonl", comps)
+    cfg = RMConfig(
+        epochs=2,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=2,
+        eval_every=4,
+        max_query_tokens=96,
+        max_response_tokens=24,
+        threads=1,
+    )
+    full = run_rm(sft_dir, tmp_path / "c.jsonl", tmp_path / "full", cfg, progress=False)
+    real_save = reward.save_state
+
+    def save_then_die(out, state):
+        real_save(out, state)
+        if state["step"] == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(reward, "save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_rm(sft_dir, tmp_path / "c.jsonl", tmp_path / "killed", cfg, progress=False)
+    monkeypatch.setattr(reward, "save_state", real_save)
+    resumed = run_rm(sft_dir, tmp_path / "c.jsonl", tmp_path / "killed", cfg, resume=True, progress=False)
+    assert [h["step"] for h in resumed["history"]] == [h["step"] for h in full["history"]] == [4, 8]
+    for a, b in zip(full["history"], resumed["history"], strict=True):
+        assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-5)
+        assert a["val/accuracy"] == b["val/accuracy"]
+    assert resumed["reward_bias"] == pytest.approx(full["reward_bias"], rel=1e-5)

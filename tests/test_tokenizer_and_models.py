@@ -47,6 +47,12 @@ def test_cli_trains_a_tokenizer(corpus_file, tmp_path, capsys):
     assert main(["train", "tokenizer", "--corpus", str(corpus_file), "--out", str(out), "--vocab-size", "300"]) == 0
     assert (out / "tokenizer.json").is_file()
     assert len(load_tokenizer(out)) == 300
+    import hashlib
+    import json
+
+    meta = json.loads((out / "prefsum.json").read_text())
+    assert meta["stage"] == "tokenizer" and meta["config"]["tokenizer"]["vocab_size"] == 300
+    assert meta["data"][str(corpus_file)] == hashlib.sha256(corpus_file.read_bytes()).hexdigest()
     assert main(["train", "tokenizer", "--corpus", str(tmp_path / "none.txt"), "--out", str(out)]) == 2
     assert "prefsum data synth" in capsys.readouterr().err
 
