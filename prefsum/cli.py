@@ -1,13 +1,15 @@
 """The ``prefsum`` command line: the composition root, the one place that may import every room.
 
 Every import of a room happens inside the handler that needs it, so ``prefsum --help`` stays instant (no torch).
-Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input (argparse's convention).
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input (argparse's convention). Errors from bad input
+print one line; set PREFSUM_DEBUG=1 to see the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -561,7 +563,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"prefsum: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, ValueError) as e:  # ConfigError and DataError are ValueErrors
-        # Bad paths and bad values from the user's files: a clear message, no traceback.
+        # Bad paths and bad values from the user's files: a clear message, no traceback (PREFSUM_DEBUG=1 shows it).
+        if os.environ.get("PREFSUM_DEBUG") == "1":
+            raise
         print(f"prefsum: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
