@@ -296,6 +296,9 @@ def cmd_eval_checkpoint(args: argparse.Namespace) -> int:
         max_query_tokens=args.max_query_tokens,
         max_response_tokens=args.max_response_tokens,
         threads=args.threads,
+        best_of=args.best_of,
+        reward_model=args.reward_model,
+        temperature=args.temperature,
     )
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return EXIT_OK
@@ -543,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--max-query-tokens", type=int, default=512, help="query budget")
     ec.add_argument("--max-response-tokens", type=int, default=48, help="response budget")
     ec.add_argument("--threads", type=int, default=2, help="torch threads")
+    ec.add_argument("--best-of", type=int, default=1, help="N > 1: sample N summaries, keep the reward model's pick")
+    ec.add_argument("--reward-model", help="reward model checkpoint for --best-of")
+    ec.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for --best-of")
     add(esub, "report", "analyse judgments into a report with plots", _not_yet("eval report", "Evals"))
     pl = add(
         sub,

@@ -58,9 +58,13 @@ def evaluate_checkpoint(
     threads: int = 2,
     seed: int = 0,
     samples: int = 3,
+    best_of: int = 1,
+    reward_model: str | Path | None = None,
+    temperature: float = 0.7,
 ) -> dict[str, Any]:
-    """Greedy summaries of ``n`` posts of the world's ``split``, judged against the ground truth (see
-    evals/world_judge.py): fact recall, wrong-value rate, gold score, labeler-pool win rate vs the reference."""
+    """Greedy summaries of ``n`` posts of the world's ``split`` (or, with ``best_of`` > 1, the reward model's pick of
+    that many samples), judged against the ground truth (see evals/world_judge.py): fact recall, wrong-value rate,
+    gold score, labeler-pool win rate vs the reference."""
     from evals.gold import load_frames  # noqa: PLC0415
     from evals.world_judge import judge_summaries  # noqa: PLC0415
     from training.data import load_tldr  # noqa: PLC0415
@@ -69,15 +73,41 @@ def evaluate_checkpoint(
     world = Path(world)
     posts = load_tldr(world / "tldr" / f"{split}.jsonl")[:n]
     model, tokenizer = _policy(ckpt, threads)
-    gen = _summaries(
-        model,
-        tokenizer,
-        posts,
-        max_query_tokens=max_query_tokens,
-        max_response_tokens=max_response_tokens,
-        temperature=0.0,
-        seed=seed,
-    )
+    if best_of > 1:
+        if reward_model is None:
+            raise ValueError("best-of-N needs a reward model: pass --reward-model DIR")
+        from transformers import AutoModelForSequenceClassification  # noqa: PLC0415
+
+        from training.best_of_n import best_of_n  # noqa: PLC0415
+        from training.checkpoint import read_meta  # noqa: PLC0415
+        from training.sft import encode_query  # noqa: PLC0415
+
+        bias = read_meta(reward_model).get("reward_bias", 0.0)
+        rm = AutoModelForSequenceClassification.from_pretrained(str(reward_model))
+        queries = [encode_query(p, tokenizer, max_query_tokens) for p in posts]
+        picked = best_of_n(
+            model,
+            rm,
+            tokenizer,
+            queries,
+            n=best_of,
+            max_new_tokens=max_response_tokens,
+            temperature=temperature,
+            bias=bias,
+            seed=seed,
+            progress=True,
+        )
+        gen = [p.best for p in picked]
+    else:
+        gen = _summaries(
+            model,
+            tokenizer,
+            posts,
+            max_query_tokens=max_query_tokens,
+            max_response_tokens=max_response_tokens,
+            temperature=0.0,
+            seed=seed,
+        )
     frames = load_frames(world / "frames.jsonl")
     quality = judge_summaries(
         frames, posts, [g.text for g in gen], seed=seed, finish_reasons=[g.finish_reason for g in gen]
@@ -85,6 +115,7 @@ def evaluate_checkpoint(
     return quality.as_dict() | {
         "checkpoint": str(ckpt),
         "split": split,
+        "decoding": "greedy" if best_of <= 1 else f"best-of-{best_of} (T={temperature}, RM {reward_model})",
         "samples": [
             {"post": p.id, "summary": g.text, "reference": " " + p.summary}
             for p, g in list(zip(posts, gen, strict=True))[:samples]

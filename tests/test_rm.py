@@ -148,3 +148,28 @@ def test_rm_resume_matches_an_uninterrupted_run(sft_dir, tmp_path, monkeypatch):
         assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-5)
         assert a["val/accuracy"] == b["val/accuracy"]
     assert resumed["reward_bias"] == pytest.approx(full["reward_bias"], rel=1e-5)
+
+
+def test_best_of_n_keeps_the_highest_scored_sample(sft_dir):
+    from transformers import AutoModelForCausalLM
+
+    from training.best_of_n import best_of_n
+    from training.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(sft_dir)
+    policy = AutoModelForCausalLM.from_pretrained(str(sft_dir))
+    torch.manual_seed(0)
+    rm = build_reward_model(sft_dir).eval()
+    queries = [tok("SUBREDDIT: r/pets\n\nTITLE: Dog\n\nPOST: My dog is 3.\n\nTL;DR:")["input_ids"]] * 2
+    picked = best_of_n(policy, rm, tok, queries, n=4, max_new_tokens=8, temperature=1.0, bias=0.5, seed=1)
+    assert len(picked) == 2
+    for q, p in zip(queries, picked, strict=True):
+        assert len(p.candidates) == 4 and len({tuple(c.tokens) for c in p.candidates}) > 1
+        # score every candidate independently: query + tokens + EOS, raw reward minus the bias
+        seqs = [q + c.tokens + [tok.eos_token_id] for c in p.candidates]
+        with torch.no_grad():
+            expected = [rewards(rm, [s], tok.pad_token_id).item() - 0.5 for s in seqs]
+        assert list(p.scores) == pytest.approx(expected, abs=1e-5)
+        assert p.score == max(p.scores) and p.best is p.candidates[p.scores.index(max(p.scores))]
+    with pytest.raises(ValueError, match="n >= 1"):
+        best_of_n(policy, rm, tok, queries, n=0, max_new_tokens=4)

@@ -100,3 +100,40 @@ def test_label_round_writes_public_comparisons(tiny_world, world_policy, tmp_pat
 def test_label_errors(tiny_world, tmp_path, capsys):
     assert main(["label", "--policies", str(tmp_path), "--data", str(tiny_world), "--out", str(tmp_path / "x")]) == 2
     assert "not a checkpoint folder" in capsys.readouterr().err
+
+
+def test_eval_checkpoint_greedy_and_best_of_n(tiny_world, world_policy, tmp_path, capsys):
+    from training.checkpoint import save_checkpoint
+    from training.reward import build_reward_model
+    from training.tokenizer import load_tokenizer
+
+    rm_dir = tmp_path / "rm"
+    save_checkpoint(
+        build_reward_model(world_policy), load_tokenizer(world_policy), rm_dir, {"stage": "rm", "reward_bias": 0.25}
+    )
+    base = [
+        "eval",
+        "checkpoint",
+        "--checkpoint",
+        str(world_policy),
+        "--data",
+        str(tiny_world),
+        "-n",
+        "6",
+        "--max-query-tokens",
+        "256",
+        "--max-response-tokens",
+        "8",
+        "--threads",
+        "1",
+    ]
+    assert main(base) == 0
+    greedy = json.loads(capsys.readouterr().out)
+    assert greedy["decoding"] == "greedy" and greedy["n"] == 6 and 0 <= greedy["fact_recall"] <= 1
+    assert main([*base, "--best-of", "3", "--reward-model", str(rm_dir)]) == 0
+    picked = json.loads(capsys.readouterr().out)
+    assert picked["decoding"].startswith("best-of-3") and picked["n"] == 6
+    # sampled and picked, not greedy: the shown summaries differ from the greedy ones
+    assert [x["summary"] for x in picked["samples"]] != [x["summary"] for x in greedy["samples"]]
+    assert main([*base, "--best-of", "3"]) == 2
+    assert "needs a reward model" in capsys.readouterr().err
