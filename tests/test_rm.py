@@ -97,14 +97,17 @@ def test_rm_learns_a_planted_preference_and_centres_references(sft_dir, tmp_path
     # the bias centres the "ref" summaries: recompute their mean raw reward independently
     from transformers import AutoModelForSequenceClassification
 
-    from training.reward import encode_summary, query_text
+    from training.reward import encode_summary
+    from training.task import format_tldr
     from training.tokenizer import load_tokenizer
 
     model = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "rm")).eval()
     tok = load_tokenizer(tmp_path / "rm")
     refs = {(c.info.id, c.summaries[1].text): c for c in comps}
     seqs = [
-        encode_summary(tok, tok(query_text(c.info, tok, 96))["input_ids"], text, 24) for (_, text), c in refs.items()
+        # these short posts fit the 96-token budget untruncated, so the plain format is the query
+        encode_summary(tok, tok(format_tldr(c.info.subreddit, c.info.title, c.info.post))["input_ids"], text, 24)
+        for (_, text), c in refs.items()
     ]
     with torch.no_grad():
         r = rewards(model, seqs, tok.pad_token_id)

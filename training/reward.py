@@ -32,23 +32,16 @@ from training.checkpoint import (
     write_metrics_line,
 )
 from training.config import RMConfig
-from training.data import ArticleInfo, Comparison, load_comparisons
+from training.data import Comparison, load_comparisons
 from training.optim import adamw, lr_at, set_lr
-from training.task import QueryTooLong, news_query, reference_response, tldr_query
-from training.tokenizer import token_counter
+from training.sft import _disable_dropout, encode_query
+from training.task import QueryTooLong, reference_response
 
 
 @dataclass(frozen=True, slots=True)
 class Pair:
     preferred: list[int]  # query + summary + EOS
     other: list[int]
-
-
-def query_text(info, tokenizer, max_query_tokens: int) -> str:
-    count = token_counter(tokenizer)
-    if isinstance(info, ArticleInfo):
-        return news_query(info.article, max_tokens=max_query_tokens, count_tokens=count).text
-    return tldr_query(info.subreddit, info.title, info.post, max_tokens=max_query_tokens, count_tokens=count).text
 
 
 def encode_summary(tokenizer, query_ids: list[int], summary: str, max_response_tokens: int) -> list[int]:
@@ -63,9 +56,7 @@ def encode_pairs(comparisons: list[Comparison], tokenizer, max_query_tokens: int
         key = c.info.id
         if key not in cache:
             try:
-                cache[key] = tokenizer(query_text(c.info, tokenizer, max_query_tokens), add_special_tokens=False)[
-                    "input_ids"
-                ]
+                cache[key] = encode_query(c.info, tokenizer, max_query_tokens)
             except QueryTooLong:
                 cache[key] = None
         q = cache[key]
@@ -165,7 +156,6 @@ def run_rm(
 
     from training.dist import Dist  # noqa: PLC0415
     from training.losses import bradley_terry_loss  # noqa: PLC0415
-    from training.sft import _disable_dropout  # noqa: PLC0415
     from training.tokenizer import load_tokenizer  # noqa: PLC0415
 
     torch.set_num_threads(cfg.threads)
@@ -290,29 +280,18 @@ def run_rm(
 
 
 def _reference_sequences(comps, references, tokenizer, cfg: RMConfig) -> list[list[int]]:
-    seqs = []
+    """query + reference + EOS for every reference summary that sets the bias: the given TL;DR posts' summaries, or
+    the distinct "ref" summaries in the comparisons."""
     if references is not None:
-        for post in references:
-            try:
-                q = tokenizer(
-                    tldr_query(
-                        post.subreddit,
-                        post.title,
-                        post.post,
-                        max_tokens=cfg.max_query_tokens,
-                        count_tokens=token_counter(tokenizer),
-                    ).text,
-                    add_special_tokens=False,
-                )["input_ids"]
-            except QueryTooLong:
-                continue
-            seqs.append(encode_summary(tokenizer, q, post.summary, cfg.max_response_tokens))
-        return seqs
-    seen = set()
-    for c in comps:
-        for s in c.summaries:
-            if s.policy == "ref" and (c.info.id, s.text) not in seen:
-                seen.add((c.info.id, s.text))
-                q = tokenizer(query_text(c.info, tokenizer, cfg.max_query_tokens), add_special_tokens=False)
-                seqs.append(encode_summary(tokenizer, q["input_ids"], s.text, cfg.max_response_tokens))
+        items = [(post, post.summary) for post in references]
+    else:
+        seen = {(c.info.id, s.text): (c.info, s.text) for c in comps for s in c.summaries if s.policy == "ref"}
+        items = list(seen.values())
+    seqs = []
+    for item, text in items:
+        try:
+            q = encode_query(item, tokenizer, cfg.max_query_tokens)
+        except QueryTooLong:
+            continue
+        seqs.append(encode_summary(tokenizer, q, text, cfg.max_response_tokens))
     return seqs

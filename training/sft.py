@@ -28,7 +28,7 @@ from training.checkpoint import (
 from training.config import SFTConfig
 from training.data import TldrPost, load_tldr
 from training.optim import adamw, lr_at, set_lr
-from training.task import QueryTooLong, reference_response, tldr_query
+from training.task import QueryTooLong, news_query, reference_response, tldr_query
 from training.tokenizer import token_counter
 
 
@@ -39,11 +39,18 @@ class Example:
     source: int = -1  # index of the post it came from
 
 
-def encode_query(post: TldrPost, tokenizer, max_query_tokens: int) -> list[int]:
-    q = tldr_query(
-        post.subreddit, post.title, post.post, max_tokens=max_query_tokens, count_tokens=token_counter(tokenizer)
-    )
-    return tokenizer(q.text, add_special_tokens=False)["input_ids"]
+def query_text(item, tokenizer, max_query_tokens: int) -> str:
+    """The paper's query for a post (TldrPost or PostInfo) or a news article (NewsArticle or ArticleInfo), truncated
+    to the query budget."""
+    count = token_counter(tokenizer)
+    if getattr(item, "article", None) is not None:
+        return news_query(item.article, max_tokens=max_query_tokens, count_tokens=count).text
+    return tldr_query(item.subreddit, item.title, item.post, max_tokens=max_query_tokens, count_tokens=count).text
+
+
+def encode_query(item, tokenizer, max_query_tokens: int) -> list[int]:
+    """Token ids of ``query_text``."""
+    return tokenizer(query_text(item, tokenizer, max_query_tokens), add_special_tokens=False)["input_ids"]
 
 
 def encode_examples(posts: list[TldrPost], tokenizer, max_query_tokens: int, max_response_tokens: int):
