@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training.data import atomic_write_text
+from training.data import atomic_write_text, current_umask
 
 META_FILE = "prefsum.json"
 
@@ -45,19 +45,16 @@ def make_temp_dir(out: Path) -> Path:
     """A temp folder beside ``out`` (same filesystem, so the final rename is atomic) with normal permissions
     (mkdtemp makes 0700, which would lock out a service running as another user)."""
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)
+    os.chmod(tmp, 0o777 & ~current_umask())
     return tmp
 
 
 def _normal_file_modes(folder: Path) -> None:
     """Some writers (safetensors) leave files 0600; give every file the mode open() would."""
-    mask = os.umask(0)
-    os.umask(mask)
+    mode = 0o666 & ~current_umask()
     for f in folder.iterdir():
         if f.is_file():
-            os.chmod(f, 0o666 & ~mask)
+            os.chmod(f, mode)
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict[str, Any]) -> Path:

@@ -14,6 +14,7 @@ like any text-classification model.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import time
@@ -93,19 +94,16 @@ def rewards(model, seqs: list[list[int]], pad_id: int, batch_size: int = 64):
 
 def labeler_agreement(comparisons: list[Comparison]) -> tuple[float | None, int]:
     """Share of pairs of judgments by different labelers on the same two summaries that agree; and how many pairs."""
-    by_pair: dict[tuple, list[str]] = defaultdict(list)
+    by_pair: dict[tuple, list[tuple[str, str]]] = defaultdict(list)  # pair -> [(preferred text, worker)]
     for c in comparisons:
         a, b = (s.text.strip() for s in c.summaries)
-        key = (c.info.id, *sorted((a, b)))
-        by_pair[key].append(c.preferred.text.strip() + "\0" + c.worker)
+        by_pair[(c.info.id, *sorted((a, b)))].append((c.preferred.text.strip(), c.worker))
     agree = total = 0
     for votes in by_pair.values():
-        for i in range(len(votes)):
-            for j in range(i + 1, len(votes)):
-                (ti, wi), (tj, wj) = votes[i].split("\0"), votes[j].split("\0")
-                if wi != wj:
-                    total += 1
-                    agree += ti == tj
+        for (ti, wi), (tj, wj) in itertools.combinations(votes, 2):
+            if wi != wj:
+                total += 1
+                agree += ti == tj
     return (agree / total if total else None), total
 
 
