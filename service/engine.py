@@ -258,6 +258,7 @@ class PolicyEngine(_Engine):
                 f"{self.path / MODEL_FILE} has no past key values (export with text-generation-with-past)"
             )
         self._outputs = ["logits"] + [p[1] for p in self._past]
+        self._device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
 
     # -- public API
 
@@ -337,38 +338,52 @@ class PolicyEngine(_Engine):
         for i, q in enumerate(queries):
             ids[i, T - len(q) :] = q
             mask[i, T - len(q) :] = 1
-        feeds: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
-        if self._has_positions:
-            pos = np.cumsum(mask, axis=1) - 1
-            pos[mask == 0] = 1  # any value: these positions are masked out
-            feeds["position_ids"] = pos
-            next_pos = pos[:, -1:] + 1  # (B, 1)
-        for name, _, (heads, dim), dtype in self._past:
-            feeds[name] = np.zeros((B, heads, 0, dim), dtype=dtype)
+        pos = np.cumsum(mask, axis=1) - 1
+        pos[mask == 0] = 1  # any value: these positions are masked out
 
+        # The past key values stay ORT values between steps (IOBinding): no conversion to numpy and back; on CUDA
+        # they stay on the device and only the last position's logits (B, V) come to the host.
+        sess, device = self.session, self._device
+        bind = sess.io_binding()
+        bind.bind_cpu_input("input_ids", ids)
+        bind.bind_cpu_input("attention_mask", mask)
+        if self._has_positions:
+            bind.bind_cpu_input("position_ids", pos)
+        for name, _, (heads, dim), dtype in self._past:
+            bind.bind_cpu_input(name, np.zeros((B, heads, 0, dim), dtype=dtype))
+        for name in self._outputs:
+            bind.bind_output(name, "cpu" if name == "logits" else device)
+
+        full_mask = np.ones((B, T + max_new_tokens), dtype=np.int64)  # (B, T + N): grows by one column a step
+        full_mask[:, :T] = mask
+        next_pos = pos[:, -1:] + 1  # (B, 1): the position of the first new token
         tokens = np.full((B, max_new_tokens), pad, dtype=np.int64)
         done = np.zeros(B, dtype=bool)
         steps = 0
-        run = self.session.run
-        outputs = self._outputs
-        past_names = [p[0] for p in self._past]
-        ones = np.ones((B, 1), dtype=np.int64)
         for step in range(max_new_tokens):
-            out = run(outputs, feeds)
-            nxt = _sample(out[0][:, -1, :], temperature, top_p, rng)
+            sess.run_with_iobinding(bind)
+            out = bind.get_outputs()
+            logits = out[0].numpy()  # (B, 1, V) or (B, t, V) when the graph returns every position
+            nxt = _sample(logits[:, -1, :], temperature, top_p, rng)
             nxt = np.where(done, pad, nxt)
             tokens[:, step] = nxt
             steps = step + 1
             done |= nxt == eos
             if done.all() or step + 1 == max_new_tokens:
                 break
-            mask = np.concatenate([mask, ones], axis=1)
-            feeds = {"input_ids": nxt[:, None].astype(np.int64), "attention_mask": mask}
+            # inputs held in locals until the next run (the binding may refer to their memory)
+            step_ids = np.ascontiguousarray(nxt[:, None], dtype=np.int64)  # (B, 1)
+            step_mask = np.ascontiguousarray(full_mask[:, : T + step + 1])  # (B, T + step + 1)
+            step_pos = next_pos + step  # (B, 1)
+            bind = sess.io_binding()
+            bind.bind_cpu_input("input_ids", step_ids)
+            bind.bind_cpu_input("attention_mask", step_mask)
             if self._has_positions:
-                feeds["position_ids"] = next_pos
-                next_pos = next_pos + 1
-            for name, value in zip(past_names, out[1:], strict=True):
-                feeds[name] = value
+                bind.bind_cpu_input("position_ids", step_pos)
+            for (name, _, _, _), value in zip(self._past, out[1:], strict=True):
+                bind.bind_ortvalue_input(name, value)
+            for name in self._outputs:
+                bind.bind_output(name, "cpu" if name == "logits" else device)
         return [
             (response_tokens(row, eos, pad), "eos" if eos in row else "length") for row in tokens[:, :steps].tolist()
         ]
