@@ -163,6 +163,154 @@ class RMConfig:
 
 
 @dataclass(frozen=True)
+class PPOConfig:
+    """PPO against the reward model with a per-token KL penalty to the frozen SFT policy (Stiennon et al. 2020,
+    App. B; Huang et al. 2024, the N+ recipe). The real profiles carry the recipe's values; tiny ones are sized for
+    minutes on a CPU."""
+
+    steps: int = 200
+    """PPO iterations (rollout + optimisation). Episodes = steps * rollout_batch_size."""
+    rollout_batch_size: int = 64
+    """Queries sampled per iteration (one response each)."""
+    minibatches: int = 2
+    """Minibatches per PPO epoch (the rollout batch is split into this many)."""
+    ppo_epochs: int = 4
+    """Passes over each rollout batch."""
+    lr: float = 3e-6
+    """Learning rate (AdamW, constant after warm-up) for policy and value network together."""
+    warmup_steps: int = 0
+    """Linear warm-up iterations."""
+    lr_decay: bool = True
+    """Anneal the learning rate linearly to 0 over ``steps`` (the N+ recipe does)."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (policy and value separately)."""
+    temperature: float = 0.7
+    """Sampling temperature for rollouts; logprobs are computed from logits / temperature as well."""
+    max_query_tokens: int = 512
+    """Query budget (truncated the paper's way)."""
+    max_response_tokens: int = 48
+    """Response budget; a response without EOS within it gets ``missing_eos_penalty`` as its score."""
+    missing_eos_penalty: float = -1.0
+    """Score given to a response that never emits EOS (N+ recipe: -1). Set to 0 with ``penalize_missing_eos=false``."""
+    penalize_missing_eos: bool = True
+    """Replace the RM score of a truncated (no-EOS) response by ``missing_eos_penalty``."""
+    kl_coef: float = 0.05
+    """Initial (or fixed) beta of the per-token KL penalty beta * (log pi - log pi_SFT)."""
+    adaptive_kl: bool = False
+    """Adapt beta towards ``kl_target`` (Ziegler et al. 2019) instead of keeping it fixed."""
+    kl_target: float = 6.0
+    """Target KL per response (nats) for the adaptive controller."""
+    kl_horizon: int = 10000
+    """Horizon (episodes) of the adaptive controller."""
+    gamma: float = 1.0
+    """Discount over response tokens."""
+    lam: float = 0.95
+    """GAE lambda."""
+    cliprange: float = 0.2
+    """PPO policy ratio clip."""
+    cliprange_value: float = 0.2
+    """Value clip around the rollout's values."""
+    vf_coef: float = 0.1
+    """Weight of the value loss."""
+    whiten_rewards: bool = False
+    """Whiten the per-token rewards over the batch before GAE (optional in N+)."""
+    whiten_advantages: bool = True
+    """Whiten advantages over the batch (standard PPO)."""
+    eval_every: int = 25
+    """Iterations between logged samples, resume checkpoints and a quick greedy evaluation."""
+    n_samples: int = 2
+    """Samples printed (with score and KL) at each evaluation."""
+    seed: int = 0
+    """Seed for query sampling and rollouts."""
+    threads: int = 2
+    """torch intra-op threads."""
+
+    def __post_init__(self) -> None:
+        if self.rollout_batch_size % self.minibatches:
+            raise ValueError(
+                f"ppo.rollout_batch_size ({self.rollout_batch_size}) must be divisible by ppo.minibatches "
+                f"({self.minibatches})"
+            )
+        if self.temperature <= 0:
+            raise ValueError(f"ppo.temperature must be > 0 for sampled rollouts, got {self.temperature}")
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.rollout_batch_size // self.minibatches
+
+
+# --- pipeline stages (label, export, eval): added for `prefsum pipeline` (issue 9) ---------------------------------
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Comparison rounds of the pipeline's label stage: sample summaries from the pretrained and SFT policies, pair
+    them (with the reference) and have the simulated labeler pool choose. With world.source = "hub" the stage takes
+    the public comparisons instead and these fields do not apply."""
+
+    rounds: int = 2
+    """Comparison rounds; round K labels training posts [(K-1)*posts, K*posts)."""
+    posts: int = 2000
+    """Posts per round."""
+    temperature: float = 0.7
+    """Sampling temperature of the policies."""
+    samples_per_policy: int = 1
+    """Samples per policy per post."""
+    include_reference: bool = True
+    """Put the reference summary in the candidate pairs."""
+    max_query_tokens: int = 512
+    """Query budget."""
+    max_response_tokens: int = 48
+    """Response budget."""
+    seed: int = 0
+    """Sampling and pairing seed."""
+    threads: int = 2
+    """torch intra-op threads."""
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.posts < 1:
+            raise ValueError(f"label.rounds and label.posts must be >= 1, got {self.rounds} and {self.posts}")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """The pipeline's export stage: one ONNX bundle per policy (pretrained, sft, ppo) and one for the RM."""
+
+    quantize: str = ""
+    """"" (float32) or "int8" (dynamic int8 weights, for CPUs)."""
+    fp16: bool = False
+    """float16 weights (for CUDA GPUs)."""
+
+    def __post_init__(self) -> None:
+        if self.quantize not in ("", "int8"):
+            raise ValueError(f'export.quantize must be "" or "int8", got {self.quantize!r}')
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The pipeline's eval stage: greedy summaries of held-out TL;DR posts (pairwise vs the reference) and news
+    articles (1-7 axes) from every policy bundle and the baselines."""
+
+    judge: str = "sim"
+    """"sim" (the simulated labelers; offline world only) or "rm" (the reward bundle)."""
+    n: int = 200
+    """TL;DR test posts."""
+    news_n: int = 100
+    """News test articles (0 skips the transfer evaluation)."""
+    seed: int = 0
+    """Judging seed."""
+    threads: int = 2
+    """ONNX Runtime intra-op threads."""
+
+    def __post_init__(self) -> None:
+        if self.judge not in ("sim", "rm"):
+            raise ValueError(f'eval.judge must be "sim" or "rm" in the pipeline, got {self.judge!r}')
+
+
+# --- end of pipeline stages -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
 class Profile:
     """A whole run's settings."""
 
@@ -177,6 +325,10 @@ class Profile:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     rm: RMConfig = field(default_factory=RMConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)  # pipeline stages (issue 9)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 class ConfigError(ValueError):
