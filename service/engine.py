@@ -209,8 +209,6 @@ class _Engine:
         self.path = Path(bundle_dir)
         self.name = self.path.name
         self.manifest = manifest
-        if manifest.export.get("fp16") and provider == "cpu":
-            raise ProviderError(f"{self.path} is an fp16 bundle (for CUDA); export without --fp16 to run on CPU")
         self.session, self.provider = create_session(self.path / MODEL_FILE, threads=threads, provider=provider)
         self.tokenizer = _Tokenizer(self.path, manifest)
         self.threads = threads
