@@ -44,6 +44,10 @@ class LengthScorer:
         return [float(len(text.strip())) for _, text in pairs]
 
 
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def ref_side(c):
     return next(i for i, s in enumerate(c.summaries) if s.policy == "ref")
 
@@ -268,3 +272,75 @@ def test_cli_bad_inputs_fail_with_exit_2(policy_bundle, tiny_world, tmp_path, ca
     assert main(args + extra) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------------------------------- over HTTP
+
+
+@pytest.fixture(scope="module")
+def server(tiny_tokenizer, tmp_path_factory):
+    """`prefsum serve` in a subprocess with two tiny policies and a reward model (tests/service_fixtures.py)."""
+    from tests import service_fixtures as fixtures
+
+    bundles, _ = fixtures.service_bundles(tiny_tokenizer, tmp_path_factory)
+    srv = fixtures.Server(bundles, tmp_path_factory.mktemp("evals_service") / "prefsum.db").start()
+    yield srv
+    srv.stop()
+
+
+def test_eval_run_through_a_running_service_matches_in_process(server, tiny_world, tmp_path):
+    from prefsum.cli import main
+
+    base = ["eval", "run", "--dataset", "tldr", "--data", str(tiny_world), "-n", "6", "--judge", "rm"]
+    http = [*base, "--server", server.url, "--policies", "a=policy-a,b=policy-b", "--reward-model", "rm"]
+    assert main([*http, "--out", str(tmp_path / "http")]) == 0
+    local = [*base, "--policies", f"a={server.bundles / 'policy-a'},b={server.bundles / 'policy-b'}"]
+    local += ["--reward-model", str(server.bundles / "rm"), "--threads", "1"]
+    assert main([*local, "--out", str(tmp_path / "local")]) == 0
+    over_http, in_process = (read_jsonl(tmp_path / d / "tldr-rm.jsonl") for d in ("http", "local"))
+    assert len(over_http) == len(in_process) == 18
+    for h, p in zip(over_http, in_process, strict=True):
+        assert h["summaries"] == p["summaries"]  # the same greedy summaries through the service
+        assert h["extra"]["rewards"] == pytest.approx(p["extra"]["rewards"], abs=1e-4)
+        if abs(h["extra"]["rewards"][0] - h["extra"]["rewards"][1]) > 1e-3:
+            assert h["choice"] == p["choice"]
+
+
+def test_human_judge_through_the_labeling_queue(server, tiny_world, tmp_path, capsys, monkeypatch):
+    from prefsum.cli import main
+    from tests.service_fixtures import ADMIN_TOKEN
+
+    monkeypatch.delenv("PREFSUM_ADMIN_TOKEN", raising=False)
+    out = tmp_path / "human"
+    args = ["eval", "run", "--dataset", "tldr", "--data", str(tiny_world), "-n", "3", "--judge", "human"]
+    args += ["--server", server.url, "--out", str(out)]
+    assert main([*args, "--policies", "a=policy-a"]) == 2  # queueing needs the admin token
+    assert "admin token" in capsys.readouterr().err
+    assert main([*args, "--policies", "a=policy-a", "--token", ADMIN_TOKEN]) == 0
+    assert len((out / "human-tasks-tldr.jsonl").read_text(encoding="utf-8").splitlines()) == 6
+    assert json.loads((out / "run-tldr-human.json").read_text(encoding="utf-8"))["status"] == "waiting for labels"
+    with server.admin() as admin:
+        token = admin.post("/v1/labelers", json={"name": "alice"}).json()["token"]
+    answered = 0
+    with server.client(token) as labeler:
+        while (task := labeler.get("/v1/label/next").json()["task"]) is not None:
+            ref = next(i for i, s in enumerate(task["summaries"]) if s["policy"] == "ref")
+            assert labeler.post(f"/v1/label/{task['id']}", json={"choice": ref, "confidence": 7}).status_code == 200
+            answered += 1
+    assert answered == 6
+    capsys.readouterr()
+    assert main([*args, "--collect", "--token", ADMIN_TOKEN]) == 0
+    assert json.loads(capsys.readouterr().out)["pending"] == 0
+    comps = load_comparisons(out / "tldr-human.jsonl")
+    assert len(comps) == 6 and all(c.worker == "human:alice" and c.preferred.policy == "ref" for c in comps)
+    report = build_report(out, tmp_path / "report", figures=False)
+    assert report["meta"]["judges"]["tldr"] == "human"
+    assert {p: e["win_rate"] for p, e in report["tldr"].items()} == {"lead2": 0.0, "a": 0.0}
+
+
+def test_an_unreachable_server_is_a_clear_error(tiny_world, tmp_path, capsys):
+    from prefsum.cli import main
+
+    args = ["eval", "run", "--dataset", "tldr", "--data", str(tiny_world), "-n", "3", "--judge", "sim"]
+    assert main([*args, "--server", "http://127.0.0.1:9", "--policies", "a", "--out", str(tmp_path / "o")]) == 2
+    assert "no prefsum service answers at http://127.0.0.1:9" in capsys.readouterr().err
