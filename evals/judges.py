@@ -297,6 +297,20 @@ class HumanJudge:
                     "(check it with `prefsum data validate FILE --format comparisons`)"
                 )
 
+    def check(self, dataset: str) -> None:
+        """Fail before any generation when these answers cannot judge the dataset."""
+        fmt = sniff_format(self.answers) if self.answers is not None else None
+        if dataset == "news" and fmt != "axis":
+            raise JudgeUnavailable(
+                "1-7 ratings of news summaries from people come from an axis-evals JSONL: pass --answers FILE (the "
+                "service's labeling queue collects pairwise comparisons, for TL;DR)"
+            )
+        if dataset == "tldr" and self.queue is None and fmt != "comparisons":
+            raise JudgeUnavailable(
+                f"--answers {self.answers} is in the {fmt} format; TL;DR judgments are pairwise: pass a comparisons "
+                "JSONL"
+            )
+
     # -- answers
 
     def _answer_records(self) -> list[dict[str, Any]]:

@@ -332,6 +332,8 @@ def run_eval(
         raise EvalInputError(f"the spec asks for judge {spec.judge!r} but a {judge.kind!r} judge was passed")
     if isinstance(judge, SimJudge):
         judge.check(info_for(r) for r in items)
+    if isinstance(judge, HumanJudge):
+        judge.check(spec.dataset)
     out.mkdir(parents=True, exist_ok=True)
 
     # 2-3. summaries

@@ -344,3 +344,25 @@ def test_an_unreachable_server_is_a_clear_error(tiny_world, tmp_path, capsys):
     args = ["eval", "run", "--dataset", "tldr", "--data", str(tiny_world), "-n", "3", "--judge", "sim"]
     assert main([*args, "--server", "http://127.0.0.1:9", "--policies", "a", "--out", str(tmp_path / "o")]) == 2
     assert "no prefsum service answers at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_human_answers_of_the_wrong_kind_fail_before_generation(tiny_world, tmp_path):
+    policy = LeadSentence()
+    ratings = tmp_path / "ratings.jsonl"
+    rec = {
+        "info": {"id": "a", "article": "Fire.", "site": None, "title": None},
+        "split": "test",
+        "summary": {"text": " Fire.", "policy": "x", "note": None, "axes": {"overall": 3}},
+        "worker": "bob",
+        "batch": "b",
+    }
+    ratings.write_text(json.dumps(rec) + "\n", encoding="utf-8")
+    judge = HumanJudge(answers=ratings)
+    with pytest.raises(JudgeUnavailable, match="TL;DR judgments are pairwise"):
+        run_eval(EvalSpec("tldr", tiny_world, ("p",), "human", 3), {"p": policy}, out_dir=tmp_path / "a", judge=judge)
+    first = tmp_path / "first"
+    run_eval(EvalSpec("tldr", tiny_world, ("p",), "sim", 3), {"p": LeadSentence()}, out_dir=first)
+    judge = HumanJudge(answers=first / "tldr-sim.jsonl")
+    with pytest.raises(JudgeUnavailable, match="axis-evals JSONL"):
+        run_eval(EvalSpec("news", tiny_world, ("p",), "human", 3), {"p": policy}, out_dir=tmp_path / "b", judge=judge)
+    assert policy.calls == 0
