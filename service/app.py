@@ -16,6 +16,7 @@ import hmac
 import logging
 import math
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ import anyio.to_thread
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.openapi.spec import Components, SecurityScheme
 
 from service import schemas as S
@@ -266,6 +268,17 @@ def api_item(item: S.Item, where: str) -> dict[str, str]:
     return {k: str(v) for k, v in post_fields.items()}
 
 
+def check_fits(slot: ModelSlot, n_items: int, field_name: str) -> None:
+    """A request larger than the whole queue could never be accepted: that is the request's fault (422), not 503."""
+    if n_items > slot.batcher.max_queue:
+        raise ApiError(
+            422,
+            f"{n_items} items is more than this server queues for one model ({slot.batcher.max_queue}); "
+            "split the request",
+            field_name,
+        )
+
+
 async def check_queries(slot: ModelSlot, items: list[dict[str, str]], where: Callable[[int], str]) -> None:
     """Format and truncate each item's query now (not inside a shared batch), so a bad item fails only its own
     request: e.g. a title that alone overflows the query budget (422)."""
@@ -280,7 +293,10 @@ async def check_queries(slot: ModelSlot, items: list[dict[str, str]], where: Cal
                 field_name = f"{where(i)}.title" if "title" in item else f"{where(i)}.text"
                 raise ApiError(422, f"{where(i)}: {e}", field_name) from None
             except EngineInputError as e:
-                raise ApiError(422, str(e).replace("items[0]", where(i)), where(i)) from None
+                message = str(e).replace("items[0]", where(i), 1)
+                head = re.match(r"[\w\[\].]+", message)  # the engine's messages start with the field's path
+                field_name = head.group(0) if head and head.group(0).startswith(where(i)) else where(i)
+                raise ApiError(422, message, field_name) from None
 
     await anyio.to_thread.run_sync(check)
 
@@ -296,7 +312,7 @@ def _sigmoid(x: float) -> float:
     tags=["models"],
     responses=error_responses(404, 413, 422, 503),
 )
-async def summarize(request: Request, data: S.SummarizeRequest) -> S.SummarizeResponse:
+async def summarize(request: Request, data: JSONBody[S.SummarizeRequest]) -> S.SummarizeResponse:
     reg = _registry(state_of(request))
     policy = reg.policy(data.policy)
     budget = policy.manifest.max_response_tokens
@@ -313,6 +329,9 @@ async def summarize(request: Request, data: S.SummarizeRequest) -> S.SummarizeRe
         raise ApiError(422, "best_of > 1 returns one summary per input; leave n at 1", "n")
     reward = reg.reward(data.reward_model) if (data.best_of > 1 or data.return_scores) else None
     items = [api_item(x, f"inputs[{i}]") for i, x in enumerate(data.inputs)]
+    check_fits(policy, len(items), "inputs")
+    if reward is not None:
+        check_fits(reward, len(items) * data.n, "inputs")
     await check_queries(policy, items, lambda i: f"inputs[{i}]")
     alone = policy.batcher.unique_key() if (data.seed is not None and data.temperature > 0) else 0
     key = GenKey(
@@ -349,7 +368,7 @@ async def summarize(request: Request, data: S.SummarizeRequest) -> S.SummarizeRe
     tags=["models"],
     responses=error_responses(404, 413, 422, 503),
 )
-async def score(request: Request, data: S.ScoreRequest) -> S.ScoreResponse:
+async def score(request: Request, data: JSONBody[S.ScoreRequest]) -> S.ScoreResponse:
     from training.task import clean_summary  # noqa: PLC0415
 
     reg = _registry(state_of(request))
@@ -361,6 +380,7 @@ async def score(request: Request, data: S.ScoreRequest) -> S.ScoreResponse:
         if not text:
             raise ApiError(422, f"summaries[{i}] is empty (only whitespace)", f"summaries[{i}]")
         texts.append(text)
+    check_fits(reward, len(texts), "summaries")
     await check_queries(reward, [item], lambda i: "input")
     values = [float(v) for v in await reward.batcher.submit(reward.name, [(item, t) for t in texts])]
     pref = _sigmoid(values[0] - values[1]) if len(values) == 2 else None
@@ -391,7 +411,7 @@ def _job(row: dict[str, Any], with_report: bool = True) -> S.EvalJobOut:
     security=BEARER,
     responses=error_responses(401, 403, 404, 413, 422, 503),
 )
-async def create_eval(request: Request, data: S.EvalRequest) -> S.EvalJobOut:
+async def create_eval(request: Request, data: JSONBody[S.EvalRequest]) -> S.EvalJobOut:
     await require_admin(request)
     st = state_of(request)
     _registry(st)
@@ -419,7 +439,7 @@ async def list_evals(request: Request) -> S.EvalJobsResponse:
     security=BEARER,
     responses=error_responses(401, 403, 404),
 )
-async def get_eval(request: Request, job_id: str) -> S.EvalJobOut:
+async def get_eval(request: Request, job_id: FromPath[str]) -> S.EvalJobOut:
     await require_admin(request)
     return _job(await in_thread(state_of(request).storage.eval_job, job_id))
 
@@ -431,7 +451,7 @@ async def get_eval(request: Request, job_id: str) -> S.EvalJobOut:
     security=BEARER,
     responses=error_responses(401, 403, 404, 409),
 )
-async def get_eval_report(request: Request, job_id: str) -> dict[str, Any]:
+async def get_eval_report(request: Request, job_id: FromPath[str]) -> dict[str, Any]:
     await require_admin(request)
     job = await in_thread(state_of(request).storage.eval_job, job_id)
     if job["status"] != "done":
@@ -448,7 +468,7 @@ async def get_eval_report(request: Request, job_id: str) -> dict[str, Any]:
     responses=error_responses(401, 403, 404, 409),
     media_type="application/octet-stream",
 )
-async def get_eval_file(request: Request, job_id: str, name: str) -> Response[bytes]:
+async def get_eval_file(request: Request, job_id: FromPath[str], name: FromPath[str]) -> Response[bytes]:
     await require_admin(request)
     st = state_of(request)
     path = await in_thread(st.evals.report_file, job_id, name)
@@ -479,7 +499,7 @@ def _task_out(t: LabelTask) -> S.TaskOut:
     security=BEARER,
     responses=error_responses(401, 403, 409, 413, 422),
 )
-async def create_labeler(request: Request, data: S.LabelerCreate) -> S.LabelerCreated:
+async def create_labeler(request: Request, data: JSONBody[S.LabelerCreate]) -> S.LabelerCreated:
     await require_admin(request)
     labeler, token = await in_thread(state_of(request).storage.create_labeler, data.name)
     return S.LabelerCreated(name=labeler.name, token=token)
@@ -531,7 +551,7 @@ def _info(info: S.InfoIn, where: str) -> dict[str, Any]:
     security=BEARER,
     responses=error_responses(401, 403, 404, 413, 422),
 )
-async def create_tasks(request: Request, data: S.TasksCreate) -> S.TasksCreated:
+async def create_tasks(request: Request, data: JSONBody[S.TasksCreate]) -> S.TasksCreated:
     await require_admin(request)
     st = state_of(request)
     names = [n for t in data.tasks for n in (t.labelers or [])]
@@ -588,7 +608,7 @@ async def label_next(request: Request) -> S.NextTaskResponse:
     responses=error_responses(401, 403, 422),
     media_type="application/x-ndjson",
 )
-async def label_export(request: Request, format: Literal["comparisons", "axis"] = "comparisons") -> Response[str]:
+async def label_export(request: Request, format: FromQuery[Literal["comparisons", "axis"]] = "comparisons") -> Response[str]:
     await require_admin(request)
     tasks = await in_thread(lambda: list(state_of(request).storage.answered_tasks()))
     lines = []
@@ -640,7 +660,7 @@ def export_records(t: LabelTask, fmt: str) -> list[dict[str, Any]]:
     security=BEARER,
     responses=error_responses(401, 403, 404),
 )
-async def label_get(request: Request, task_id: int) -> S.TaskOut:
+async def label_get(request: Request, task_id: FromPath[int]) -> S.TaskOut:
     labeler = await require_labeler(request)
     return _task_out(await in_thread(state_of(request).storage.get_task, task_id, labeler.id))
 
@@ -653,7 +673,7 @@ async def label_get(request: Request, task_id: int) -> S.TaskOut:
     security=BEARER,
     responses=error_responses(401, 403, 404, 409, 413, 422),
 )
-async def label_answer(request: Request, task_id: int, data: S.AnswerIn) -> S.AnswerAck:
+async def label_answer(request: Request, task_id: FromPath[int], data: JSONBody[S.AnswerIn]) -> S.AnswerAck:
     labeler = await require_labeler(request)
     st = state_of(request)
     axes = None

@@ -80,10 +80,14 @@ def _validation(request: Request, exc: ValidationException) -> Response:
         if e.get("source") == "body" and key == "data" and message == "'data'":
             return _json(400, "the request body is empty; send a JSON object (Content-Type: application/json)", "body")
         path = _field_path(key)
-        m = re.match(r"Object contains unknown field `([^`]*)`", message)
-        if m:  # name the unknown field itself, and say what to do
-            path = m.group(1) if path == "body" else f"{path}.{m.group(1)}"
-            message += "; remove it (see /schema for the fields this endpoint takes)"
+        m = re.match(r"Object (contains unknown|missing required) field `([^`]*)`", message)
+        if m:  # name the field itself, and say what to do
+            path = m.group(2) if path == "body" else f"{path}.{m.group(2)}"
+            message += (
+                "; remove it (see /schema for the fields this endpoint takes)"
+                if m.group(1) == "contains unknown"
+                else "; add it"
+            )
         problems.append(FieldProblem(field=path, message=message))
     if not problems:
         return _json(400, detail)

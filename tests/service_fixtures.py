@@ -146,3 +146,25 @@ class Server:
 
     def admin(self) -> httpx.Client:
         return self.client(ADMIN_TOKEN)
+
+
+_CACHE: dict[str, object] = {}
+
+
+def service_bundles(tokenizer, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """(bundles folder, checkpoints) built once per test session, whichever service test module asks first."""
+    if "bundles" not in _CACHE:
+        root = tmp_path_factory.mktemp("service_models")
+        checkpoints = build_checkpoints(tokenizer, root / "checkpoints")
+        _CACHE["bundles"] = (export_bundles(checkpoints, root / "bundles"), checkpoints)
+    return _CACHE["bundles"]  # type: ignore[return-value]
+
+
+def post_item(i: int) -> dict[str, str]:
+    """A distinct TL;DR item per i (words the tiny tokenizer's corpus knows, so queries stay short)."""
+    return {
+        "subreddit": "relationships",
+        "title": f"My boyfriend ({20 + i}M) wants to move",
+        "post": f"My boyfriend ({20 + i}M) and I have been together for {i % 9 + 1} years.\n"
+        f"He wants to move to Denver for a job that pays ${50 + i},000 a year.\nShould I go?",
+    }
