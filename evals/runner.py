@@ -151,7 +151,13 @@ def load_items(spec: EvalSpec) -> list[TldrPost | NewsArticle]:
     records = load_tldr(path) if spec.dataset == "tldr" else load_cnndm(path)
     if not records:
         raise EvalInputError(f"{path} holds no items: the dataset is empty")
-    return records[: spec.n]
+    records = records[: spec.n]
+    seen: set[str] = set()
+    for r in records:
+        if r.id in seen:
+            raise EvalInputError(f"{path}: the id {r.id!r} occurs twice; every item needs its own id")
+        seen.add(r.id)
+    return records
 
 
 def reference_text(record: TldrPost | NewsArticle) -> str:

@@ -366,3 +366,11 @@ def test_human_answers_of_the_wrong_kind_fail_before_generation(tiny_world, tmp_
     with pytest.raises(JudgeUnavailable, match="axis-evals JSONL"):
         run_eval(EvalSpec("news", tiny_world, ("p",), "human", 3), {"p": policy}, out_dir=tmp_path / "b", judge=judge)
     assert policy.calls == 0
+
+
+def test_duplicate_item_ids_are_refused(tiny_world, tmp_path):
+    line = (tiny_world / "tldr" / "test.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    (tmp_path / "test.jsonl").write_text(line + "\n" + line + "\n", encoding="utf-8")
+    spec = EvalSpec("tldr", tmp_path / "test.jsonl", ("p",), "rm", 5)
+    with pytest.raises(EvalInputError, match="occurs twice"):
+        run_eval(spec, {"p": LeadSentence()}, out_dir=tmp_path / "o", scorer=LengthScorer())
