@@ -46,6 +46,7 @@ from training.data import (
     Comparison,
     PostInfo,
     atomic_write_text,
+    current_umask,
     load_axis,
     load_comparisons,
     sniff_format,
@@ -503,7 +504,7 @@ def _save(fig, path: Path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the mode open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
