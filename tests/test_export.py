@@ -124,7 +124,9 @@ def test_queries_follow_the_task_truncation_rules(bundles, export_ckpts):  # noq
 def test_rewards_equal_torch_within_1e4(bundles, export_ckpts, name):  # noqa: F811
     ref = torch_rewards(export_ckpts[name])
     got = engine(bundles[name]).score(list(zip(ITEMS, SUMMARIES, strict=True)))
-    assert np.max(np.abs(np.array(got) - np.array(ref))) < 1e-4
+    diff = np.max(np.abs(np.array(got) - np.array(ref)))
+    print(f"\n{name}: max |ORT - torch| reward {diff:.2e}")
+    assert diff < 1e-4
     assert np.std(ref) > 1e-2  # the rewards differ between pairs, so equality is not a constant matching a constant
 
 
