@@ -7,8 +7,10 @@ before trying CUDA, and creates the CUDA session with ORT's logging muted, then 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import io
 from pathlib import Path
 
 PROVIDER_CHOICES = ("auto", "cpu", "cuda")
@@ -61,6 +63,16 @@ def pick_providers(requested: str, available: list[str], cuda_devices: int) -> l
     return [CUDA, CPU] if cuda_ok else [CPU]
 
 
+def _preload_cuda_libraries(ort) -> None:
+    """Load CUDA/cuDNN from the nvidia-* pip packages when they are installed (CUDA torch wheels bring them), so the
+    CUDA provider finds them without LD_LIBRARY_PATH; quietly, since missing ones are reported by the check below."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+        preload()
+
+
 def session_options(threads: int | None):
     import onnxruntime as ort  # noqa: PLC0415
 
@@ -83,6 +95,7 @@ def create_session(model_path: str | Path, *, threads: int | None = None, provid
     providers = pick_providers(provider, ort.get_available_providers(), cuda_device_count() if provider != "cpu" else 0)
     so = session_options(threads)
     if providers[0] == CUDA:
+        _preload_cuda_libraries(ort)
         so.log_severity_level = 4  # a failed CUDA library load is reported below, once, not as ORT's error spam
         sess = ort.InferenceSession(str(model_path), so, providers=providers)
         got = sess.get_providers()[0]
