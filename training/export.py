@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import shutil
@@ -54,7 +55,7 @@ def _check_checkpoint(ckpt: Path) -> dict[str, Any]:
     if not ckpt.is_dir():
         raise FileNotFoundError(f"checkpoint folder {ckpt} does not exist; train it with `prefsum train`")
     meta = read_meta(ckpt)
-    for f in ("config.json", "tokenizer.json"):
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         if not (ckpt / f).is_file():
             raise ExportError(f"{ckpt / f} is missing: {ckpt} is not a complete checkpoint; re-run its training stage")
     return meta
@@ -176,10 +177,13 @@ def _quantize_int8(src: Path, dst: Path, work: Path) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
 
     folded = work / "folded.onnx"
+    large = sum(p.stat().st_size for p in src.parent.glob(src.name + "*")) > 1_800_000_000  # protobuf's 2 GB limit
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     so.optimized_model_filepath = str(folded)
     so.log_severity_level = 3
+    if large:
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", "folded.onnx.data")
     ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
     model = onnx.load(str(folded))
     sizes = {t.name: int(numpy_helper.to_array(t).size) for t in model.graph.initializer}
@@ -197,6 +201,7 @@ def _quantize_int8(src: Path, dst: Path, work: Path) -> dict[str, Any]:
             per_channel=True,
             weight_type=QuantType.QInt8,
             extra_options={"MatMulConstBOnly": True},
+            use_external_data_format=large,
         )
     return {
         "method": "onnxruntime quantize_dynamic",
@@ -261,8 +266,6 @@ def export_bundle(
     q_budget = max_query_tokens or q_budget
     r_budget = max_response_tokens or r_budget
     bias = float(meta.get("reward_bias", 0.0)) if kind == "reward" else 0.0
-
-    import json  # noqa: PLC0415
 
     config = json.loads((ckpt / "config.json").read_text(encoding="utf-8"))
     n_pos = config.get("max_position_embeddings") or config.get("n_positions")
