@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -503,12 +502,3 @@ def load_bundles(
         if sub.is_dir() and not sub.name.startswith(".") and (sub / MANIFEST_FILE).is_file():
             engines[sub.name] = load_engine(sub, threads=threads, provider=provider)
     return engines
-
-
-def default_threads() -> int:
-    """A sensible intra-op thread count when no setting is given: the CPUs this process may use, at most 8."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n = os.cpu_count() or 1
-    return max(1, min(8, n))
