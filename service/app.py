@@ -28,8 +28,8 @@ import anyio.to_thread
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.openapi import OpenAPIConfig
-from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from service import schemas as S
 from service.errors import HANDLERS, ApiError, error_responses
@@ -608,7 +608,9 @@ async def label_next(request: Request) -> S.NextTaskResponse:
     responses=error_responses(401, 403, 422),
     media_type="application/x-ndjson",
 )
-async def label_export(request: Request, format: FromQuery[Literal["comparisons", "axis"]] = "comparisons") -> Response[str]:
+async def label_export(
+    request: Request, format: FromQuery[Literal["comparisons", "axis"]] = "comparisons"
+) -> Response[str]:
     await require_admin(request)
     tasks = await in_thread(lambda: list(state_of(request).storage.answered_tasks()))
     lines = []
@@ -753,7 +755,87 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     app.state.service = state
     app.asgi_handler = MetricsMiddleware(app.asgi_handler, state.metrics)
+    _document_shapes(app)
     return app
+
+
+def _document_shapes(app: Litestar) -> None:
+    """Say in the OpenAPI document what the routes enforce about the two-shaped objects: an ITEM is a post
+    {subreddit, title, post} or an article {text}; a comparison's info is a post {id, post, title, subreddit} or an
+    article {id, article, site, title}. (msgspec decodes each as one Struct with optional fields; ``api_item`` and
+    ``_info`` then refuse any other combination with 422.)"""
+    from litestar.openapi.spec import OpenAPIType, Schema  # noqa: PLC0415
+
+    def text(max_length: int, *, nonblank: bool = True) -> Schema:
+        return Schema(type=OpenAPIType.STRING, max_length=max_length, pattern=r"\S" if nonblank else None)
+
+    def obj(title: str, props: dict[str, Schema], required: list[str], nullable: tuple[str, ...] = ()) -> Schema:
+        for name in nullable:
+            props[name] = Schema(one_of=[props[name], Schema(type=OpenAPIType.NULL)])
+        return Schema(
+            type=OpenAPIType.OBJECT, title=title, properties=props, required=required, additional_properties=False
+        )
+
+    schemas = app.openapi_schema.components.schemas
+    # Request bodies refuse unknown fields (422 naming the field): say so.
+    for name, cls in vars(S).items():
+        if isinstance(cls, type) and issubclass(cls, S.Struct) and name in schemas:
+            schemas[name].additional_properties = False
+    # Litestar drops the constraints of list items; restore the ones the routes enforce.
+    name = Schema(type=OpenAPIType.STRING, min_length=1, max_length=64, pattern=S.NAME_PATTERN)
+    summary = Schema(type=OpenAPIType.STRING, max_length=S.MAX_SUMMARY_CHARS, pattern=S.NONBLANK)
+    for struct, prop, item in (
+        ("ScoreRequest", "summaries", summary),
+        ("TaskIn", "labelers", name),
+        ("EvalRequest", "policies", name),
+    ):
+        schema = schemas[struct].properties[prop]
+        for option in [schema, *(schema.one_of or [])]:
+            if option.type == OpenAPIType.ARRAY:
+                option.items = item
+    schemas["Item"] = Schema(
+        title="Item",
+        description="A TL;DR post {subreddit, title, post} or a news article {text}. Posts over the query budget "
+        "are cut at their last newline (the paper's rule).",
+        one_of=[
+            obj(
+                "TL;DR post",
+                {"subreddit": text(200), "title": text(2_000, nonblank=False), "post": text(S.MAX_TEXT_CHARS)},
+                ["post", "subreddit", "title"],
+            ),
+            obj("News article", {"text": text(S.MAX_TEXT_CHARS)}, ["text"]),
+        ],
+    )
+    ident = Schema(type=OpenAPIType.STRING, min_length=1, max_length=200)
+    schemas["InfoIn"] = Schema(
+        title="InfoIn",
+        description="What the summaries summarize, as in the public comparisons format: a post {id, post, title, "
+        "subreddit} or a news article {id, article, site, title}.",
+        one_of=[
+            obj(
+                "Post",
+                {
+                    "id": ident,
+                    "post": text(S.MAX_TEXT_CHARS),
+                    "title": text(2_000, nonblank=False),
+                    "subreddit": text(200),
+                },
+                ["id", "post", "subreddit"],
+                nullable=("title",),
+            ),
+            obj(
+                "Article",
+                {
+                    "id": ident,
+                    "article": text(S.MAX_TEXT_CHARS),
+                    "site": text(200, nonblank=False),
+                    "title": text(2_000, nonblank=False),
+                },
+                ["article", "id"],
+                nullable=("site", "title"),
+            ),
+        ],
+    )
 
 
 def app_from_env() -> Litestar:

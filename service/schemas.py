@@ -21,9 +21,11 @@ MAX_SUMMARY_CHARS = 4_000
 MAX_NEW_TOKENS = 512
 MAX_TASKS = 1_000  # label tasks per request
 MAX_NOTE_CHARS = 2_000
+NONBLANK = r"\S"  # msgspec patterns search: at least one non-whitespace character
 
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NAME_PATTERN)]
 Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
@@ -107,7 +109,7 @@ class SummarizeResponse(msgspec.Struct):
 class ScoreRequest(Struct):
     input: Item
     summaries: Annotated[
-        list[Annotated[str, msgspec.Meta(max_length=MAX_SUMMARY_CHARS)]],
+        list[Annotated[str, msgspec.Meta(max_length=MAX_SUMMARY_CHARS, pattern=NONBLANK)]],
         msgspec.Meta(min_length=1, max_length=MAX_SUMMARIES),
     ]
     reward_model: Name | None = None
@@ -186,7 +188,7 @@ class InfoIn(Struct):
 
 
 class SummaryIn(Struct):
-    text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SUMMARY_CHARS)]
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SUMMARY_CHARS, pattern=NONBLANK)]
     policy: Ident
     note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE_CHARS)] | None = None
 

@@ -151,7 +151,8 @@ def test_scores_match_the_torch_reward_model_minus_its_bias(srv, torch_refs):
 def test_return_scores_and_best_of(srv):
     item = post_item(4)
     with srv.client() as c:
-        r = c.post("/v1/summarize", json={"inputs": [item], "n": 3, "temperature": 0.9, "seed": 5, "return_scores": True})
+        sampling = {"inputs": [item], "n": 3, "temperature": 0.9, "seed": 5}
+        r = c.post("/v1/summarize", json=sampling | {"return_scores": True})
         assert r.status_code == 200, r.text
         sampled = r.json()["results"][0]["summaries"]
         scored = c.post("/v1/score", json={"input": item, "summaries": [s["text"] for s in sampled]}).json()
@@ -275,7 +276,12 @@ BAD = [
     ("/v1/summarize", {"inputs": [{"text": "x"}], "best_of": 2, "temperature": 1, "n": 2}, 422, "n"),
     ("/v1/summarize", {"inputs": [{"text": "x"}], "policy": "nope"}, 404, "policy"),
     ("/v1/summarize", {"inputs": [{"text": "x"}], "policy": "rm"}, 404, "policy"),
-    ("/v1/summarize", {"inputs": [{"text": "x"}], "return_scores": True, "reward_model": "policy-a"}, 404, "reward_model"),
+    (
+        "/v1/summarize",
+        {"inputs": [{"text": "x"}], "return_scores": True, "reward_model": "policy-a"},
+        404,
+        "reward_model",
+    ),  # noqa: E501
     ("/v1/summarize", [1, 2], 422, "body"),
     ("/v1/score", {"input": {"text": "x"}, "summaries": []}, 422, "summaries"),
     ("/v1/score", {"input": {"text": "x"}, "summaries": ["ok", "  "]}, 422, "summaries[1]"),
@@ -550,14 +556,15 @@ def test_a_corrupted_bundle_stops_start_up_naming_the_file(models, tmp_path):
     data[len(data) // 2] ^= 0xFF
     onnx.write_bytes(bytes(data))
     cmd = [sys.executable, "-m", "prefsum", "serve", "--bundles", str(bundles), "--db", str(tmp_path / "x.db")]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2
     assert str(onnx) in r.stderr and "corrupted" in r.stderr and "re-export" in r.stderr
     onnx.write_bytes(original)
     (bundles / "rm" / "tokenizer.json").unlink()
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2 and "tokenizer.json" in r.stderr
-    r = subprocess.run(cmd[:5] + [str(tmp_path / "none")] + cmd[6:], cwd=ROOT, capture_output=True, text=True)
+    cmd = cmd[:5] + [str(tmp_path / "none")] + cmd[6:]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
