@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import time
 from pathlib import Path
@@ -219,3 +220,119 @@ def label_round(
         "policies": list(policies),
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def ppo_sweep(
+    run: str | Path,
+    world: str | Path,
+    profile,
+    kl_coefs: list[float],
+    *,
+    n_eval: int = 200,
+    split: str = "test",
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """The over-optimisation curve (the paper's Figure 5): PPO from RUN/sft against RUN/rm at each KL coefficient
+    (RUN/sweep/kl_<coef>/, reused when already trained, resumed when killed), then on ``n_eval`` held-out posts:
+    the KL from the SFT policy (sampled responses), the mean RM score and the labeler pool's preference vs the
+    reference (greedy summaries, judged by the world's simulated labelers). Writes RUN/sweep/sweep.json and
+    sweep.png; returns the points sorted by KL coefficient, largest first."""
+    import dataclasses  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+
+    from evals.gold import load_frames  # noqa: PLC0415
+    from evals.world_judge import judge_summaries  # noqa: PLC0415
+    from training.checkpoint import read_meta  # noqa: PLC0415
+    from training.data import atomic_write_text, load_tldr  # noqa: PLC0415
+    from training.ppo import left_pad, load_models, measure_kl, rm_scores, run_ppo  # noqa: PLC0415
+    from training.sampling import generate  # noqa: PLC0415
+    from training.sft import encode_query  # noqa: PLC0415
+    from training.tokenizer import load_tokenizer  # noqa: PLC0415
+
+    run, world = Path(run), Path(world)
+    sft, rm_dir = run / "sft", run / "rm"
+    for what, path in (("SFT policy", sft), ("reward model", rm_dir)):
+        if not (path / "prefsum.json").is_file():
+            raise FileNotFoundError(
+                f"{what} {path} not found: the sweep needs a run with sft/ and rm/ (prefsum pipeline)"
+            )
+    if not kl_coefs or any(c < 0 for c in kl_coefs):
+        raise ValueError(f"--kl-coefs needs one or more coefficients >= 0, got {kl_coefs}")
+    posts = load_tldr(world / "tldr" / f"{split}.jsonl")[:n_eval]
+    frames = load_frames(world / "frames.jsonl")
+    tokenizer = load_tokenizer(sft)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    base_cfg = profile.ppo
+    queries = [encode_query(p, tokenizer, base_cfg.max_query_tokens) for p in posts]
+    rm_bias = float(read_meta(rm_dir).get("reward_bias", 0.0))
+    _, ref, _, rm = load_models(sft, rm_dir, rm_bias)
+    points = []
+    for coef in sorted(set(kl_coefs), reverse=True):
+        out = run / "sweep" / f"kl_{coef:g}"
+        cfg = dataclasses.replace(base_cfg, kl_coef=coef, adaptive_kl=False)
+        if not (out / "prefsum.json").is_file():
+            print(f"sweep: PPO at beta {coef:g} -> {out}", flush=True)
+            run_ppo(sft, rm_dir, world / "tldr" / "train.jsonl", out, cfg, resume=True, progress=progress)
+        torch.set_num_threads(base_cfg.threads)
+        policy = AutoModelForCausalLM.from_pretrained(str(out)).eval()
+        kl = measure_kl(policy, ref, queries, cfg, eos_id=eos, pad_id=pad, seed=base_cfg.seed)
+        gens = generate(policy, tokenizer, queries, max_new_tokens=cfg.max_response_tokens)
+        ids, attn = left_pad([list(q) + g.tokens + [eos] for q, g in zip(queries, gens, strict=True)], pad)
+        with torch.no_grad():
+            scores = rm_scores(rm, ids, attn)
+        quality = judge_summaries(
+            frames, posts, [g.text for g in gens], seed=0, finish_reasons=[g.finish_reason for g in gens]
+        )
+        point = {
+            "kl_coef": coef,
+            "kl": round(kl, 4),
+            "rm_score": round(scores.mean().item(), 4),
+            "gold_win_rate": round(quality.win_rate, 4),
+            "gold_win_rate_ci": [round(x, 4) for x in quality.win_rate_ci],
+            "fact_recall": round(quality.fact_recall, 4),
+            "wrong_value_rate": round(quality.wrong_value_rate, 4),
+            "n": len(posts),
+            "checkpoint": str(out),
+        }
+        print(
+            f"sweep: beta {coef:g}: KL {kl:.2f} nats, RM score {point['rm_score']:+.3f}, "
+            f"preferred to the reference {quality.win_rate:.1%}",
+            flush=True,
+        )
+        points.append(point)
+    path = run / "sweep" / "sweep.json"
+    atomic_write_text(path, json.dumps(points, indent=2) + "\n")
+    plot_sweep(points, run / "sweep" / "sweep.png")
+    return points
+
+
+def plot_sweep(points: list[dict[str, Any]], path: Path) -> None:
+    """RM score and gold preference against KL from the SFT policy (written atomically)."""
+    import os  # noqa: PLC0415
+
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    pts = sorted(points, key=lambda p: p["kl"])
+    kl = [p["kl"] for p in pts]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(kl, [p["rm_score"] for p in pts], "o-", color="tab:blue", label="RM score")
+    ax.set_xlabel("KL(pi || pi_SFT), nats")
+    ax.set_ylabel("RM score (references = 0)", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(kl, [p["gold_win_rate"] for p in pts], "s--", color="tab:red", label="preferred to reference")
+    ax2.set_ylabel("labelers prefer to reference", color="tab:red")
+    for p in pts:
+        ax.annotate(
+            f"beta {p['kl_coef']:g}", (p["kl"], p["rm_score"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    ax.set_title("Optimising the reward model: RM score vs what labelers prefer")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -188,3 +188,28 @@ def test_rm_from_another_tokenizer_is_refused(ppo_models, base_and_data, tmp_pat
         check_compatible(base_and_data / "base", rm)
     with pytest.raises(ValueError, match="not a reward model"):
         check_compatible(sft, sft)
+
+
+def test_sweep_writes_the_curve_and_a_strong_penalty_keeps_the_policy_close(ppo_models, tiny_world, tmp_path):
+    """Two KL coefficients from the same SFT/RM: the strongly penalised run stays closer to the SFT policy, and
+    sweep.json carries the contract's keys with values in range (the gold judge is the world's labeler pool)."""
+    import dataclasses
+    import shutil
+
+    from prefsum.workflows import ppo_sweep
+    from training.config import Profile
+
+    sft, rm = ppo_models
+    run = tmp_path / "run"
+    shutil.copytree(sft, run / "sft")
+    shutil.copytree(rm, run / "rm")
+    cfg = _cfg(steps=10, max_response_tokens=4, temperature=1.0, lr=1e-2, eval_every=10)
+    profile = dataclasses.replace(Profile(), ppo=cfg)
+    points = ppo_sweep(run, tiny_world, profile, [0.0, 3.0], n_eval=24, progress=False)
+    saved = json.loads((run / "sweep" / "sweep.json").read_text())
+    assert saved == points and [p["kl_coef"] for p in points] == [3.0, 0.0]
+    for p in points:
+        assert {"kl_coef", "kl", "rm_score", "gold_win_rate"} <= set(p) and 0 <= p["gold_win_rate"] <= 1
+    strong, free = points
+    assert strong["kl"] < free["kl"], points
+    assert (run / "sweep" / "sweep.png").read_bytes()[:4] == b"\x89PNG"

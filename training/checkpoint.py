@@ -139,6 +139,7 @@ def start_run(out_dir: str | Path, model, optimizer, dist, *, resume: bool, stag
 
 def write_metrics_line(path: str | Path, row: dict[str, Any]) -> None:
     """Append one JSON line of metrics (a log, so append is right; each line is complete or absent)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(row, sort_keys=True) + "\n")
 

@@ -580,3 +580,32 @@ def _plot_curves(history: list[dict[str, float]], path: Path) -> None:
     fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     os.replace(tmp, path)
+
+
+@torch.no_grad()
+def measure_kl(
+    policy, ref_policy, queries: list[list[int]], cfg: PPOConfig, *, eos_id: int, pad_id: int, seed: int = 0
+) -> float:
+    """KL(pi || pi_SFT) per response in nats, estimated on held-out queries: responses sampled from ``policy`` at the
+    rollout temperature, summed k1 = log pi - log pi_SFT over their tokens, averaged (the training metric's
+    estimator, on posts the policy was not trained on)."""
+    gen = torch.Generator().manual_seed(seed)
+    total, n = 0.0, 0
+    for s in range(0, len(queries), 32):
+        q_ids, q_mask = left_pad(queries[s : s + 32], pad_id)
+        responses, logprobs, _ = sample(
+            policy,
+            q_ids,
+            q_mask,
+            max_new_tokens=cfg.max_response_tokens,
+            temperature=cfg.temperature,
+            eos_id=eos_id,
+            pad_id=pad_id,
+            generator=gen,
+        )
+        mask, _ = response_mask(responses, eos_id, pad_id)
+        ids, attn = torch.cat([q_ids, responses], 1), torch.cat([q_mask, mask.long()], 1)
+        ref = _gather(response_logits(ref_policy, ids, attn, responses.shape[1], cfg.temperature), responses)
+        total += ((logprobs - ref) * mask).sum().item()
+        n += len(responses)
+    return total / max(n, 1)
