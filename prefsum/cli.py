@@ -239,6 +239,53 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     return _done("rm", out, meta)
 
 
+def cmd_train_ppo(args: argparse.Namespace) -> int:
+    from training.ppo import run_ppo  # noqa: PLC0415
+
+    profile = _profile(args)
+    run = _run_dir(args, profile)
+    data = _tldr_dir(args, profile)
+    sft, rm = Path(args.sft or run / "sft"), Path(args.rm or run / "rm")
+    for what, path, how in (("SFT policy", sft, "train sft"), ("reward model", rm, "train rm")):
+        if not (path / "prefsum.json").is_file():
+            raise CliError(f"{what} {path} not found; run `prefsum {how}` first or pass --{how.split()[1]} DIR")
+    out = Path(args.out or run / "ppo")
+    meta = run_ppo(
+        sft,
+        rm,
+        data / "train.jsonl",
+        out,
+        profile.ppo,
+        valid_file=data / "valid.jsonl",
+        resume=args.resume,
+        profile_name=profile.name,
+    )
+    return _done("ppo", out, meta)
+
+
+def cmd_train_ppo_sweep(args: argparse.Namespace) -> int:
+    from prefsum.workflows import ppo_sweep  # noqa: PLC0415
+
+    profile = _profile(args)
+    run = _run_dir(args, profile)
+    try:
+        coefs = [float(x) for x in args.kl_coefs.split(",") if x.strip()]
+    except ValueError:
+        raise CliError(f"--kl-coefs: numbers separated by commas, e.g. 0.3,0.1,0.03; got {args.kl_coefs!r}") from None
+    world = Path(args.data or profile.world.dir)
+    if not (world / "frames.jsonl").is_file():
+        raise CliError(
+            f"{world} has no frames.jsonl: the sweep's gold preference needs the simulated world (pass --data DIR)"
+        )
+    try:
+        points = ppo_sweep(run, world, profile, coefs, n_eval=args.n)
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e)) from e
+    _say(f"ppo-sweep: wrote {run / 'sweep' / 'sweep.json'} and sweep.png ({len(points)} points)")
+    print(json.dumps(points, indent=2))
+    return EXIT_OK
+
+
 def _policies(spec: str) -> dict[str, str]:
     """ "name=DIR,name=DIR" or "DIR,DIR" (names from the folder names)."""
     out: dict[str, str] = {}
@@ -302,6 +349,69 @@ def cmd_eval_checkpoint(args: argparse.Namespace) -> int:
     )
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------- pipeline
+# (issue 9: the main job end to end; the stages live in prefsum/pipeline.py)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from prefsum.pipeline import PipelineError, run_pipeline, summary_lines  # noqa: PLC0415
+
+    profile = _profile(args)
+    out = Path(args.out) if args.out else Path("runs") / profile.name
+    try:
+        result = run_pipeline(profile, out, force=args.force, until=args.until)
+    except PipelineError as e:
+        print(f"prefsum: error: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    if result.report is not None:
+        report = json.loads(result.report.read_text(encoding="utf-8"))
+        print(f"report: {result.report.with_suffix('.html')} (also report.md, report.json)")
+        for line in summary_lines(report):
+            print(line)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------- export
+# (issue 6: ONNX export; the exporter lives in training/export.py, the runtime in service/engine.py)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch  # noqa: PLC0415
+
+    from training.export import export_bundle  # noqa: PLC0415
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    bundle = export_bundle(
+        args.checkpoint,
+        args.out,
+        name=args.name,
+        quantize=args.quantize,
+        fp16=args.fp16,
+        max_query_tokens=args.max_query_tokens,
+        max_response_tokens=args.max_response_tokens,
+    )
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    size = sum((bundle / f).stat().st_size for f in manifest["files"])
+    print(
+        f"{manifest['kind']} bundle {bundle} ({size / 1e6:.1f} MB, quantize={manifest['export']['quantize']}, "
+        f"fp16={manifest['export']['fp16']}) in {time.perf_counter() - t0:.1f}s"
+    )
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------- serve
+# (issue 7: the Litestar service)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service.serve import serve  # noqa: PLC0415
+
+    flags = {k: getattr(args, k) for k in ("bundles", "host", "port", "workers", "db", "threads")}
+    flags["batching"] = False if args.no_batching else None
+    return serve(flags)
 
 
 # --------------------------------------------------------------------------------------------------- parser
@@ -478,12 +588,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--references",
         help="TL;DR JSONL whose references set the bias (default: the 'ref' summaries in the comparisons)",
     )
-    for name, help_ in [
-        ("ppo", "PPO against the reward model with a per-token KL penalty to the SFT policy"),
-        ("ppo-sweep", "PPO at several KL coefficients: the over-optimisation curve"),
-    ]:
-        sp = add(tsub, name, help_, _not_yet(f"train {name}", "Training II"))
-        sp.add_argument("--config", help="TOML profile in configs/")
+    sp = stage(
+        "ppo",
+        "PPO against the reward model with a per-token KL penalty to the SFT policy",
+        cmd_train_ppo,
+        "Reinforcement learning from the reward model (the paper's step 3): sample summaries of training posts "
+        "at the rollout temperature, score them with the RM (a fixed penalty when no EOS appears), subtract "
+        "beta * (log pi - log pi_SFT) per token, estimate advantages with GAE against a value network "
+        "initialised from the RM, and take several clipped PPO epochs per batch. Logs objective/* and ppo/* "
+        "metrics to OUT.metrics.jsonl, prints samples with their score and KL, and saves curves.png.",
+    )
+    sp.add_argument("--sft", help="SFT policy to start from and to stay close to (default: RUN/sft)")
+    sp.add_argument("--rm", help="reward model (default: RUN/rm)")
+    sp.add_argument("--data", help="folder with train.jsonl and valid.jsonl in the TL;DR format (default: WORLD/tldr)")
+    sp = add(
+        tsub,
+        "ppo-sweep",
+        "PPO at several KL coefficients: the over-optimisation curve",
+        cmd_train_ppo_sweep,
+        "The paper's Figure 5 as a tool: PPO from RUN/sft against RUN/rm at each KL coefficient (RUN/sweep/kl_X/, "
+        "reused when present, resumed when killed), then on held-out posts the KL from the SFT policy, the mean RM "
+        "score and how often the simulated labelers prefer the policy to the reference. Writes "
+        "RUN/sweep/sweep.json (read by `prefsum eval report --sweep`) and sweep.png. Needs the offline world "
+        "(gold labels); real data has no gold judge.",
+    )
+    common(sp)
+    sp.add_argument(
+        "--kl-coefs", default="0.3,0.1,0.05,0.02,0.01,0.003", help="KL coefficients (beta), comma-separated"
+    )
+    sp.add_argument("--data", help="world directory with frames.jsonl (default: the profile's world.dir)")
+    sp.add_argument("-n", type=int, default=200, help="held-out test posts to measure each point on")
 
     # label / export / serve / eval / pipeline ---------------------------------------------------------------------
     lb = add(
@@ -513,23 +647,51 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "export",
         "export a checkpoint to an ONNX bundle (policy with KV cache, or reward model)",
-        _not_yet("export", "Export to ONNX"),
+        cmd_export,
+        "Writes OUT/NAME/: model.onnx (policy: one merged decoder with past key values; reward model: the "
+        "bias-corrected reward at the response's EOS), the tokenizer files and manifest.json (kind, budgets, "
+        "EOS/PAD ids, reward bias, source checkpoint and the sha256 of every file). The bundle appears atomically.",
     )
-    ex.add_argument("--checkpoint", help="checkpoint folder")
+    ex.add_argument("--checkpoint", required=True, help="checkpoint folder (a stage 'rm' checkpoint -> reward bundle)")
+    ex.add_argument("--out", required=True, help="bundles folder; the bundle goes to OUT/NAME")
+    ex.add_argument("--name", help="bundle name (default: the checkpoint folder's name)")
+    ex.add_argument("--quantize", choices=["int8"], help="dynamic int8 weights (CPU speed)")
+    ex.add_argument("--fp16", action="store_true", help="float16 weights, for CUDAExecutionProvider")
+    ex.add_argument("--max-query-tokens", type=int, help="query budget (default: the checkpoint's config)")
+    ex.add_argument("--max-response-tokens", type=int, help="response budget (default: the checkpoint's config)")
+    ex.add_argument("--threads", type=int, default=1, help="torch threads while tracing")
+    # serve (issue 7: the Litestar service; settings and start-up live in service/settings.py, service/serve.py)
     sv = add(
         sub,
         "serve",
         "serve summaries, reward scores, eval jobs and the labeling page over HTTP",
-        _not_yet("serve", "The Litestar service"),
+        cmd_serve,
+        "Serve the bundles under --bundles with Litestar under uvicorn: POST /v1/summarize, POST /v1/score, "
+        "GET /v1/models, eval jobs (/v1/evals), the labeling queue (/v1/label/...) and page (/label), /metrics, "
+        "/health, /ready, OpenAPI at /schema. Every setting can also come from a PREFSUM_* variable (flags win), "
+        "e.g. PREFSUM_ADMIN_TOKEN, PREFSUM_MAX_BATCH; see docs/service.md. Every bundle is verified first: a "
+        "missing or corrupted file stops start-up with a message naming it.",
     )
-    sv.add_argument("--bundles", help="folder of bundles")
+    sv.add_argument(
+        "--bundles", metavar="DIR", help="folder with one sub-folder per bundle (default: runs/tiny/bundles)"
+    )
+    sv.add_argument("--host", help="interface to bind (default: 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="TCP port, 0 = any free one (default: 8000)")
+    sv.add_argument("--workers", type=int, help="uvicorn worker processes (default: 1)")
+    sv.add_argument("--db", metavar="PATH", help="SQLite database (default: runs/tiny/service/prefsum.db)")
+    sv.add_argument("--threads", type=int, help="ONNX Runtime threads per model (default: ONNX Runtime's choice)")
+    sv.add_argument("--no-batching", action="store_true", help="run every request alone (no micro-batching)")
+    # end serve (issue 7)
     ev = sub.add_parser(
         "eval",
         help="evaluate policies (raw and length-controlled preference) and write reports",
         description="Evaluations on TL;DR and news transfer.",
     )
     esub = ev.add_subparsers(dest="eval_command", metavar="SUBCOMMAND", required=True)
-    add(esub, "run", "generate summaries and collect judgments", _not_yet("eval run", "Evals"))
+    # eval run / eval report (issue 8): options and handlers in prefsum/evalcmd.py (stdlib-only at import time)
+    from prefsum import evalcmd  # noqa: PLC0415
+
+    evalcmd.configure_run(add(esub, "run", evalcmd.RUN_HELP, evalcmd.cmd_eval_run, evalcmd.RUN_DESCRIPTION))
     ec = add(
         esub,
         "checkpoint",
@@ -549,14 +711,35 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--best-of", type=int, default=1, help="N > 1: sample N summaries, keep the reward model's pick")
     ec.add_argument("--reward-model", help="reward model checkpoint for --best-of")
     ec.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for --best-of")
-    add(esub, "report", "analyse judgments into a report with plots", _not_yet("eval report", "Evals"))
+    evalcmd.configure_report(
+        add(esub, "report", evalcmd.REPORT_HELP, evalcmd.cmd_eval_report, evalcmd.REPORT_DESCRIPTION)
+    )
+    # --- pipeline (issue 9) ---
     pl = add(
         sub,
         "pipeline",
         "the whole loop: world -> tokenizer -> pretrain -> SFT -> labels -> RM -> PPO -> export -> evals -> report",
-        _not_yet("pipeline", "The main job end to end"),
+        cmd_pipeline,
+        "Run every stage in order with one profile: world, tokenizer, pretrain, sft, label, rm, ppo, export, eval, "
+        "report. A stage whose outputs exist and whose inputs and config are unchanged (hashes recorded in "
+        "OUT/.pipeline/STAGE.json) is skipped; a killed or failed stage resumes where it stopped; a changed config "
+        "field re-runs its stage and every stage after it. Bundles go to OUT/bundles/{pretrained,sft,ppo,rm}, the "
+        "evaluation to OUT/eval/ (report.json, report.md, report.html).",
     )
-    pl.add_argument("--config", help="TOML profile")
+    pl.add_argument("--config", help="TOML profile, e.g. configs/tiny.toml (default: the built-in tiny defaults)")
+    pl.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STAGE.FIELD=VALUE",
+        help="override one config field (repeatable), e.g. --set label.rounds=1",
+    )
+    pl.add_argument("--out", help="run folder for every stage's output (default: runs/<profile name>)")
+    from prefsum.pipeline import STAGE_NAMES  # noqa: PLC0415 - stdlib only, keeps --help instant
+
+    pl.add_argument("--force", metavar="STAGE", choices=STAGE_NAMES, help="redo this stage and every stage after it")
+    pl.add_argument("--until", metavar="STAGE", choices=STAGE_NAMES, help="stop after this stage")
+    # --- end pipeline ---
     return p
 
 
