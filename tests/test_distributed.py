@@ -118,3 +118,45 @@ def test_rm_two_processes_match_one(runs):
     for a, b in zip(one, two, strict=True):
         assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-4)
         assert a["val/accuracy"] == pytest.approx(b["val/accuracy"])
+
+
+def test_ppo_runs_under_accelerate_with_two_processes(runs):
+    """PPO through the same launcher: each process samples its half of every rollout batch, DDP averages the
+    gradients of the joint policy+value module, and one checkpoint comes out."""
+    d = runs
+    out = launch(
+        2,
+        "train",
+        "ppo",
+        "--sft",
+        str(d / "sft1"),
+        "--rm",
+        str(d / "rm1"),
+        "--data",
+        str(d),
+        "--out",
+        str(d / "ppo2"),
+        "--set",
+        "ppo.threads=1",
+        "--set",
+        "ppo.steps=2",
+        "--set",
+        "ppo.rollout_batch_size=8",
+        "--set",
+        "ppo.minibatches=1",
+        "--set",
+        "ppo.ppo_epochs=2",
+        "--set",
+        "ppo.max_query_tokens=96",
+        "--set",
+        "ppo.max_response_tokens=8",
+        "--set",
+        "ppo.eval_every=2",
+        "--set",
+        "ppo.n_samples=0",
+    )
+    assert "2 process(es)" in out
+    meta = json.loads((d / "ppo2" / "prefsum.json").read_text())
+    assert meta["processes"] == 2 and meta["stage"] == "ppo"
+    assert [h["episodes"] for h in meta["history"]] == [8, 16]
+    assert abs(meta["history"][0]["objective/kl"]) < 1e-3  # both halves start from the SFT policy itself
