@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def tiny_settings(world: Path) -> list[str]:
 def run_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("pipeline")
     args = ["--config", "configs/tiny.toml", "--out", str(d / "out"), *tiny_settings(d / "world")]
-    return {"out": d / "out", "args": args}
+    return {"out": d / "out", "world": d / "world", "args": args}
 
 
 def pipeline_cli(run_dir, capsys, *extra: str) -> tuple[int, str, str]:
@@ -214,6 +215,62 @@ def test_changed_ppo_config_killed_during_ppo_resumes_and_redoes_only_what_follo
         assert kept and all(after.get(k) == v for k, v in kept.items()), folder
     assert after["bundles/ppo/manifest.json"] != before["bundles/ppo/manifest.json"]
     assert after["eval/report.json"] != before["eval/report.json"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_make_run_script_prints_the_report_summary_and_serves_the_bundles(run_dir):
+    # scripts/run.sh is what `make run` runs: the pipeline (all up to date here), the summary, then the service
+    import httpx
+
+    out, port = run_dir["out"], _free_port()
+    sets = tiny_settings(run_dir["world"]) + ["--set", "ppo.lr=2e-6"]
+    proc = subprocess.Popen(
+        ["bash", "scripts/run.sh", str(run_dir["world"]), str(out), *sets],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=os.environ | {"PORT": str(port), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline, health = time.time() + 120, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert health == 200, "".join(lines)[-3000:]
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()
+        assert httpx.get(f"http://127.0.0.1:{port}/label", timeout=10).status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+    text = "".join(lines)
+    assert "pipeline: 0 stage(s) ran, 10 skipped" in text
+    assert f"report: {out / 'eval' / 'report.html'}" in text
+    summary = [line for line in text.splitlines() if line.startswith(("TL;DR, preferred", "ground truth", "news"))]
+    assert len(summary) == 3, text[-3000:]
+    assert f"http://127.0.0.1:{port}/label" in text and f"http://127.0.0.1:{port}/schema" in text
+    assert {(m["name"], m["kind"]) for m in models["models"]} == {
+        ("pretrained", "policy"),
+        ("sft", "policy"),
+        ("ppo", "policy"),
+        ("rm", "reward"),
+    }
+    assert (out / "service" / "prefsum.db").is_file()
 
 
 def test_force_redoes_the_stage_and_what_follows(run_dir, capsys):
