@@ -533,6 +533,37 @@ def _eval_outputs(run: Run) -> list[Path]:
     return [run.judgments / f"{d}-{run.profile.eval.judge}.jsonl" for d, _ in _eval_datasets(run)]
 
 
+class BestOfN:
+    """A Summarizer (evals.protocols) that samples ``n`` summaries from ``policy`` and keeps the reward model's pick
+    (service.engine.best_of_n); greedy settings asked of it are ignored, it always samples at ``temperature``."""
+
+    def __init__(self, policy, reward, n: int, temperature: float) -> None:
+        self.policy, self.reward, self.n, self.temperature = policy, reward, n, temperature
+        self.name = f"best_of_{n}"
+        self._calls = 0  # callers pass one seed for every chunk: vary it per call, deterministically
+
+    def summarize(self, items, *, max_new_tokens=None, temperature=0.0, top_p=1.0, n=1, seed=None):
+        from service.engine import best_of_n  # noqa: PLC0415
+
+        picked = best_of_n(
+            self.policy,
+            self.reward,
+            items,
+            n=self.n,
+            temperature=self.temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            seed=None if seed is None else seed * 100_003 + self._calls,
+        )
+        self._calls += 1
+        return [[c] for c in picked]
+
+
+def _eval_policies(run: Run) -> tuple[str, ...]:
+    best_of = run.profile.eval.best_of
+    return (*POLICIES, f"best_of_{best_of}") if best_of > 1 else POLICIES
+
+
 def _eval_run(run: Run, attempt: Attempt) -> None:
     from evals.runner import EvalSpec, run_eval  # noqa: PLC0415
     from service.engine import load_engine  # noqa: PLC0415
@@ -548,6 +579,9 @@ def _eval_run(run: Run, attempt: Attempt) -> None:
     run.judgments.mkdir(parents=True, exist_ok=True)
     policies = {n: load_engine(run.bundles / n, threads=cfg.threads) for n in POLICIES}
     reward = load_engine(run.bundles / REWARD, threads=cfg.threads)
+    if cfg.best_of > 1:  # the paper's baseline: the RM's pick of N samples from the SFT policy
+        bon = BestOfN(policies["sft"], reward, cfg.best_of, cfg.best_of_temperature)
+        policies[bon.name] = bon
     for dataset, n in _eval_datasets(run):
         if attempt.done(dataset):
             _say(f"    eval {dataset}: done before the interruption, kept")
@@ -555,7 +589,7 @@ def _eval_run(run: Run, attempt: Attempt) -> None:
         spec = EvalSpec(
             dataset=dataset,
             data_dir=str(run.world),
-            policies=POLICIES,
+            policies=_eval_policies(run),
             judge=cfg.judge,
             n=n,
             seed=cfg.seed,

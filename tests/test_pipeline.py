@@ -68,6 +68,7 @@ def tiny_settings(world: Path) -> list[str]:
         "eval.n": 8,
         "eval.news_n": 4,
         "eval.threads": 1,
+        "eval.best_of": 2,
     }
     for stage in ("sft", "label", "rm", "ppo"):
         sets[f"{stage}.max_query_tokens"] = 400
@@ -147,7 +148,7 @@ def test_first_run_builds_every_stage(run_dir, capsys):
         assert manifest["source"]["prefsum_sha256"] == digest
     # the report names the three policies beside the reference, on TL;DR and news
     report = read_json(out / "eval" / "report.json")
-    assert {"pretrained", "sft", "ppo"} <= set(report["tldr"])
+    assert {"pretrained", "sft", "ppo", "best_of_2"} <= set(report["tldr"])
     assert {"pretrained", "sft", "ppo", "ref"} <= set(report["news"])
     judged = [json.loads(line) for line in (out / "eval" / "judgments" / "tldr-sim.jsonl").read_text().splitlines()]
     assert {"pretrained", "sft", "ppo"} <= {s["policy"] for c in judged for s in c["summaries"]}
