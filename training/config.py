@@ -176,6 +176,9 @@ class PPOConfig:
     """Minibatches per PPO epoch (the rollout batch is split into this many)."""
     ppo_epochs: int = 4
     """Passes over each rollout batch."""
+    micro_batch_size: int = 0
+    """Sequences per forward/backward inside a minibatch (gradient accumulation, for memory); 0 = the whole
+    minibatch at once. The update is the same either way."""
     lr: float = 3e-6
     """Learning rate (AdamW, constant after warm-up) for policy and value network together."""
     warmup_steps: int = 0
@@ -301,8 +304,15 @@ class EvalConfig:
     """Judging seed."""
     threads: int = 2
     """ONNX Runtime intra-op threads."""
+    best_of: int = 0
+    """N > 1 adds the policy "best_of_N": N samples from the SFT bundle at ``best_of_temperature``, the reward
+    model's pick (the paper's best-of-N baseline); 0 leaves it out."""
+    best_of_temperature: float = 0.7
+    """Sampling temperature of the best-of-N candidates."""
 
     def __post_init__(self) -> None:
+        if self.best_of < 0 or self.best_of == 1:
+            raise ValueError(f"eval.best_of must be 0 (off) or N >= 2, got {self.best_of}")
         if self.judge not in ("sim", "rm"):
             raise ValueError(f'eval.judge must be "sim" or "rm" in the pipeline, got {self.judge!r}')
 

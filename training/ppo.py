@@ -409,31 +409,41 @@ def run_ppo(
         B = len(batch)
         mb = max(B // cfg.minibatches, 1)
         perm_gen = torch.Generator().manual_seed(cfg.seed + 7919 * step)
+        n_updates = 0
         for _epoch in range(cfg.ppo_epochs):
             perm = torch.randperm(B, generator=perm_gen)
             for s in range(0, B, mb):
                 rows = perm[s : s + mb]
-                ids, attn, T, cols = trim(ro, rows)
-                m = ro.mask[rows][:, cols]
-                logits, vpred = pv(ids, attn, T, cfg.temperature)
-                new_logprobs = _gather(logits, ro.responses[rows][:, cols])
-                pg_loss, pg_stats = clipped_policy_loss(
-                    new_logprobs, ro.logprobs[rows][:, cols], advantages[rows][:, cols], m, cfg.cliprange
-                )
-                vf_loss, vf_stats = clipped_value_loss(
-                    vpred, ro.values[rows][:, cols], returns[rows][:, cols], m, cfg.cliprange_value
-                )
-                loss = pg_loss + cfg.vf_coef * vf_loss
+                n_tokens = ro.mask[rows].sum().clamp(min=1)
+                micro = cfg.micro_batch_size or len(rows)
                 opt.zero_grad(set_to_none=True)
-                dist.backward(loss)
+                # gradient accumulation: each micro-batch's token means weighted by its share of the minibatch's
+                # tokens, so the update equals one pass over the whole minibatch
+                for u in range(0, len(rows), micro):
+                    sub = rows[u : u + micro]
+                    ids, attn, T, cols = trim(ro, sub)
+                    m = ro.mask[sub][:, cols]
+                    weight = m.sum() / n_tokens
+                    logits, vpred = pv(ids, attn, T, cfg.temperature)
+                    new_logprobs = _gather(logits, ro.responses[sub][:, cols])
+                    old_logprobs = ro.logprobs[sub][:, cols]
+                    pg_loss, pg_stats = clipped_policy_loss(
+                        new_logprobs, old_logprobs, advantages[sub][:, cols], m, cfg.cliprange
+                    )
+                    vf_loss, vf_stats = clipped_value_loss(
+                        vpred, ro.values[sub][:, cols], returns[sub][:, cols], m, cfg.cliprange_value
+                    )
+                    dist.backward((pg_loss + cfg.vf_coef * vf_loss) * weight)
+                    w = weight.item()
+                    stats["pg"].append(pg_loss.item() * w)
+                    stats["vf"].append(vf_loss.item() * w)
+                    stats["clipfrac"].append(pg_stats["clipfrac"].item() * w)
+                    stats["approxkl"].append(pg_stats["approxkl"].item() * w)
+                    stats["vf_clipfrac"].append(vf_stats["clipfrac"].item() * w)
+                    stats["ratio"].append(masked_mean(torch.exp(new_logprobs - old_logprobs), m).item() * w)
                 dist.clip_grad_norm(pv, cfg.grad_clip)
                 opt.step()
-                stats["pg"].append(pg_loss.item())
-                stats["vf"].append(vf_loss.item())
-                stats["clipfrac"].append(pg_stats["clipfrac"].item())
-                stats["approxkl"].append(pg_stats["approxkl"].item())
-                stats["vf_clipfrac"].append(vf_stats["clipfrac"].item())
-                stats["ratio"].append(masked_mean(torch.exp(new_logprobs - ro.logprobs[rows][:, cols]), m).item())
+                n_updates += 1
         step += 1
         # 8. log and adapt beta
         seq_kl = kl.sum(1)  # (B,) KL of each response from the SFT policy (k1 estimate, nats)
@@ -452,14 +462,14 @@ def run_ppo(
             "objective/entropy": dist.sum((ro.entropy * ro.mask).sum().item()) / dist.sum(ro.mask.sum().item()),
             "objective/eos_rate": dist.sum(ro.has_eos.float().sum().item()) / (B * dist.world),
             "objective/response_tokens": dist.sum(ro.mask.sum().item()) / (B * dist.world),
-            "ppo/policy/loss": _mean(stats["pg"]),
-            "ppo/val/loss": _mean(stats["vf"]),
-            "ppo/policy/clipfrac": _mean(stats["clipfrac"]),
-            "ppo/policy/approxkl": _mean(stats["approxkl"]),
-            "ppo/val/clipfrac": _mean(stats["vf_clipfrac"]),
+            "ppo/policy/loss": sum(stats["pg"]) / n_updates,
+            "ppo/val/loss": sum(stats["vf"]) / n_updates,
+            "ppo/policy/clipfrac": sum(stats["clipfrac"]) / n_updates,
+            "ppo/policy/approxkl": sum(stats["approxkl"]) / n_updates,
+            "ppo/val/clipfrac": sum(stats["vf_clipfrac"]) / n_updates,
             "ppo/val/var_explained": _explained_variance(ro.values, returns, ro.mask),
             "ppo/val/mean": masked_mean(ro.values, ro.mask).item(),
-            "ppo/ratio": _mean(stats["ratio"]),
+            "ppo/ratio": sum(stats["ratio"]) / n_updates,
             "ppo/lr": lr,
             "time/rollout_s": t_rollout,
             "time/episodes_per_s": cfg.rollout_batch_size / elapsed,
