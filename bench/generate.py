@@ -116,6 +116,11 @@ def memory_bandwidth(nbytes: int = 256 << 20, repeats: int = 5) -> float:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="prefsum-bench-") as work:
+        return run(args, Path(work))
+
+
+def run(args: argparse.Namespace, work: Path) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
@@ -129,7 +134,6 @@ def main(argv=None) -> int:
     from training.task import clean_summary
     from training.tokenizer import load_tokenizer
 
-    work = Path(tempfile.mkdtemp(prefix="prefsum-bench-"))
     ckpt = args.checkpoint or (DEFAULT_CKPT if (DEFAULT_CKPT / "prefsum.json").is_file() else None)
     if ckpt is None:
         print("no trained checkpoint: building a random model of the tiny profile's size", flush=True)
