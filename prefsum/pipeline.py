@@ -20,7 +20,9 @@ This module belongs to the composition root (the CLI): it may import every room,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
@@ -772,6 +774,30 @@ def run_pipeline(
     if i_force is not None and i_force > last:
         raise ValueError(f"--force {force} comes after --until {until}; nothing would be redone")
     run.out.mkdir(parents=True, exist_ok=True)
+    with exclusive(run.out):
+        return _run_stages(run, i_force, last, say, t_start)
+
+
+@contextlib.contextmanager
+def exclusive(out: Path):
+    """Hold OUT/.pipeline/lock for the whole run: two pipelines writing one folder would corrupt each other's
+    stages. The lock is an flock, released by the kernel when the process dies (a SIGKILLed run leaves none)."""
+    path = Path(out) / RECORD_DIR / "lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PipelineError(
+                f"another pipeline is running in {out} (it holds {path}); wait for it to finish or stop it first"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _run_stages(run: Run, i_force: int | None, last: int, say: Callable[[str], None], t_start: float):
     total = len(STAGES)
     result = PipelineResult()
 

@@ -312,6 +312,34 @@ def test_a_missing_stage_stops_the_pipeline_with_a_clear_message(run_dir, capsys
     assert (out / ".pipeline" / "ppo.json").read_bytes() == record_before
 
 
+def test_one_pipeline_at_a_time_per_folder(tmp_path, capsys):
+    # a second process holding the lock (as a running pipeline does) makes the pipeline refuse before any stage
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from prefsum.pipeline import exclusive; import sys, pathlib\n"
+            "with exclusive(pathlib.Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()",
+            str(tmp_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rc = main(["pipeline", "--out", str(tmp_path), "--set", f"world.dir={json.dumps(str(tmp_path / 'w'))}"])
+        assert rc == 1
+        assert f"another pipeline is running in {tmp_path}" in capsys.readouterr().err
+        assert not (tmp_path / "w").exists() and sorted(os.listdir(tmp_path / ".pipeline")) == ["lock"]
+    finally:
+        holder.communicate("", timeout=30)
+    # released when its holder ends: taking it again works
+    with pipeline.exclusive(tmp_path):
+        pass
+
+
 def test_missing_code_is_detected_by_import():
     assert pipeline._missing("training.no_such_module", ["f"], "X") == "X (training.no_such_module) has not landed yet"
     assert pipeline._missing("training.ppo", ["run_ppo", "nope"], "PPO") == "PPO (training.ppo) has no nope yet"
