@@ -152,6 +152,12 @@ def _guess_field(message: str) -> str | None:
     return head if head and ("[" in head or "." in head or head.isidentifier()) else None
 
 
+def _recursion(request: Request, exc: RecursionError) -> Response:
+    if "deserializ" in str(exc):  # msgspec refusing absurdly nested JSON from the client
+        return _json(400, "the JSON body is nested too deeply; send a flat object as /schema describes", "body")
+    return _internal(request, exc)
+
+
 def _internal(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _json(HTTP_500_INTERNAL_SERVER_ERROR, "internal error; the server log has the details")
@@ -166,5 +172,6 @@ HANDLERS: dict[Any, Any] = {
     NotFound: _not_found,
     Conflict: _conflict,
     ValueError: _value_error,
+    RecursionError: _recursion,
     Exception: _internal,
 }

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,28 +36,42 @@ class EvalJobs:
         self.settings, self.storage, self.registry, self.metrics = settings, storage, registry, metrics
         self.owner = process_owner()
         self.root = Path(settings.eval_dir)
-        self._pool: ThreadPoolExecutor | None = None
+        self._queue: queue.Queue | None = None
+        self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> list[str]:
-        """Start the pool and take over jobs a previous process left unfinished; returns their ids."""
-        self._pool = ThreadPoolExecutor(max_workers=self.settings.eval_workers, thread_name_prefix="eval-job")
+        """Start the workers and take over jobs a previous process left unfinished; returns their ids."""
+        self._queue = queue.Queue()
+        self._threads = [
+            threading.Thread(target=self._work, args=(self._queue,), name=f"eval-job-{i}", daemon=True)
+            for i in range(self.settings.eval_workers)
+        ]
+        for t in self._threads:
+            t.start()
         resumed = self.storage.reclaim_eval_jobs(self.owner)
         for job_id in resumed:
             log.info("resuming eval job %s left unfinished by a previous process", job_id)
-            self._pool.submit(self._run, job_id)
+            self._queue.put(job_id)
         return resumed
 
     def stop(self) -> None:
-        """Stop taking jobs; queued ones stay queued in the database (the next start resumes them)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Stop taking jobs. Queued jobs stay queued in the database, and a job still running is abandoned with the
+        process (its threads are daemons, so a long job never holds up shutdown); the next start resumes both."""
+        if self._queue is not None:
+            for _ in self._threads:
+                self._queue.put(None)
+        self._queue = None
+        self._threads = []
 
     @property
     def running(self) -> bool:
-        return self._pool is not None
+        return self._queue is not None and all(t.is_alive() for t in self._threads)
+
+    def _work(self, jobs: queue.Queue) -> None:
+        while (job_id := jobs.get()) is not None:
+            self._run(job_id)
 
     # ------------------------------------------------------------------------------------------------ submit
 
@@ -107,7 +122,7 @@ class EvalJobs:
 
     def submit(self, req: dict[str, Any]) -> str:
         spec = self.build_spec(req)
-        if self._pool is None:
+        if self._queue is None:
             raise ApiError(
                 503, "eval jobs are not running (the service is starting or stopping)", None, {"Retry-After": "5"}
             )
@@ -119,7 +134,7 @@ class EvalJobs:
                 None,
                 {"Retry-After": "30"},
             )
-        self._pool.submit(self._run, job_id)
+        self._queue.put(job_id)
         return job_id
 
     # ------------------------------------------------------------------------------------------------ run

@@ -260,6 +260,7 @@ BAD = [
     # (path, body (dict) or raw bytes, status, field)
     ("/v1/summarize", b"{not json", 400, None),
     ("/v1/summarize", b"", 400, "body"),
+    ("/v1/summarize", b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "body"),
     ("/v1/summarize", {}, 422, "inputs"),
     ("/v1/summarize", {"inputs": []}, 422, "inputs"),
     ("/v1/summarize", {"inputs": [{"subreddit": "a", "title": "b", "post": 5}]}, 422, "inputs[0].post"),
@@ -591,3 +592,26 @@ def test_no_5xx_in_the_whole_module(srv):
     with httpx.Client(base_url=srv.url) as c:
         text = c.get("/metrics").text
     assert 'status="5' not in text
+
+
+def test_an_eval_job_left_by_a_dead_process_is_resumed_at_start(models, tiny_world, tmp_path):
+    from evals.runner import EvalSpec
+    from service.storage import Storage
+
+    db = tmp_path / "resume.db"
+    spec = EvalSpec(dataset="tldr", data_dir=str(tiny_world), policies=("policy-b",), judge="sim", n=2)
+    st = Storage(db)
+    job_id = st.create_eval_job(spec.as_json(), owner="999999999:gone", max_active=8)  # no such process
+    st.close()
+    server = Server(models[0], db, data_dir=tiny_world, eval_dir=tmp_path / "evals").start()
+    try:
+        with server.admin() as admin:
+            deadline = time.monotonic() + 240
+            job = admin.get(f"/v1/evals/{job_id}").json()
+            while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+                time.sleep(0.5)
+                job = admin.get(f"/v1/evals/{job_id}").json()
+    finally:
+        server.stop()
+    assert job["status"] == "done", job
+    assert job["report"]["meta"]["by_judge"]["tldr"]["sim"]["policy-b"]["n"] >= 2

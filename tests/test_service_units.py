@@ -366,3 +366,20 @@ def test_health_and_ready_differ_before_start_up(tmp_path):
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     assert ready.status_code == 503 and ready.json()["ready"] is False
     assert summ.status_code == 503 and "retry" in summ.json()["detail"] and summ.headers["retry-after"] == "2"
+
+
+def test_eval_jobs_are_reclaimed_only_from_dead_owners(tmp_path):
+    import os
+
+    from service.storage import process_owner
+
+    st = Storage(tmp_path / "s.db")
+    dead = st.create_eval_job({"n": 1}, "999999999:gone", max_active=8)
+    alive = st.create_eval_job({"n": 2}, f"{os.getppid()}:other", max_active=8)  # the test runner's parent lives
+    assert st.create_eval_job({"n": 3}, "x", max_active=2) is None  # two active already: refused
+    assert st.reclaim_eval_jobs(process_owner()) == [dead]
+    assert st.eval_job(dead)["status"] == "queued"
+    assert st.start_eval_job(dead, process_owner(), "out") and not st.start_eval_job(alive, process_owner(), "out")
+    st.finish_eval_job(dead, report={"ok": 1}, error=None)
+    assert (st.eval_job(dead)["status"], st.eval_job(dead)["report"]) == ("done", {"ok": 1})
+    st.close()
