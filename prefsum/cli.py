@@ -293,8 +293,8 @@ def _policies(spec: str) -> dict[str, str]:
         name, _, path = item.rpartition("=") if "=" in item else (Path(item).name, "", item)
         if name in out:
             raise CliError(f"policy name {name!r} given twice in --policies; name them: name=DIR,name=DIR")
-        if not (Path(path) / "config.json").is_file():
-            raise CliError(f"--policies: {path} is not a checkpoint folder (no config.json)")
+        if not any((Path(path) / f).is_file() for f in ("config.json", "manifest.json")):
+            raise CliError(f"--policies: {path} is neither a checkpoint (config.json) nor a bundle (manifest.json)")
         out[name] = path
     if not out:
         raise CliError("--policies needs at least one checkpoint")

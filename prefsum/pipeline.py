@@ -365,6 +365,19 @@ def _label_run(run: Run, attempt: Attempt) -> None:
     from prefsum.workflows import label_round  # noqa: PLC0415
 
     policies = {"pretrained": str(run.base_dir), "sft": str(run.ckpt("sft"))}
+    if cfg.engine == "onnx":  # sample from bundles: several times faster than torch on a CPU, same distribution
+        from training.export import export_bundle  # noqa: PLC0415
+
+        for name, ckpt in list(policies.items()):
+            policies[name] = str(
+                export_bundle(
+                    ckpt,
+                    folder / "bundles",
+                    name=name,
+                    max_query_tokens=cfg.max_query_tokens,
+                    max_response_tokens=cfg.max_response_tokens,
+                )
+            )
     rounds = []
     for k in range(1, cfg.rounds + 1):
         path = folder / f"round{k}.jsonl"

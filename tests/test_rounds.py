@@ -137,3 +137,18 @@ def test_eval_checkpoint_greedy_and_best_of_n(tiny_world, world_policy, tmp_path
     assert [x["summary"] for x in picked["samples"]] != [x["summary"] for x in greedy["samples"]]
     assert main([*base, "--best-of", "3"]) == 2
     assert "needs a reward model" in capsys.readouterr().err
+
+
+def test_label_round_from_bundles_equals_the_checkpoints_at_temperature_zero(tiny_world, world_policy, tmp_path):
+    """Comparison rounds can sample exported bundles (ONNX Runtime) instead of checkpoints (torch): with greedy
+    decoding both must give the very same summaries, pairs and choices."""
+    from prefsum.workflows import label_round
+    from training.export import export_bundle
+
+    bundle = export_bundle(world_policy, tmp_path / "bundles", name="p", max_query_tokens=256, max_response_tokens=12)
+    kw = {"n_posts": 30, "temperature": 0.0, "max_query_tokens": 256, "max_response_tokens": 12, "threads": 1}
+    label_round({"p": world_policy}, tiny_world, tmp_path / "torch.jsonl", **kw)
+    label_round({"p": bundle}, tiny_world, tmp_path / "onnx.jsonl", **kw)
+    torch_rows = (tmp_path / "torch.jsonl").read_text().splitlines()
+    assert len(torch_rows) >= 25
+    assert (tmp_path / "onnx.jsonl").read_text().splitlines() == torch_rows
