@@ -5,18 +5,20 @@
 #      It ends by printing where the report is and a three-line summary of it.
 #   2. `prefsum serve` on the bundles in OUT/bundles at 127.0.0.1:$PORT (default 8000) until Ctrl-C.
 #
-# usage: scripts/run.sh [WORLD] [OUT] [more `prefsum pipeline` arguments, e.g. --set eval.n=100]
+# usage: [CONFIG=configs/tiny.toml] [PORT=8000] scripts/run.sh [WORLD] [OUT] [more `prefsum pipeline` arguments,
+#        e.g. --set eval.n=100]
 set -euo pipefail
 WORLD=${1:-runs/world}
 OUT=${2:-runs/tiny}
 shift $(($# < 2 ? $# : 2))
 HOST=127.0.0.1
 PORT=${PORT:-8000}
+CONFIG=${CONFIG:-configs/tiny.toml}
 PREFSUM=.venv/bin/prefsum
 start=$(date +%s)
 
-echo "==> prefsum pipeline --config configs/tiny.toml --out $OUT  (world: $WORLD)"
-$PREFSUM pipeline --config configs/tiny.toml --out "$OUT" --set "world.dir=\"$WORLD\"" "$@"
+echo "==> prefsum pipeline --config $CONFIG --out $OUT  (world: $WORLD)"
+$PREFSUM pipeline --config "$CONFIG" --out "$OUT" --set "world.dir=\"$WORLD\"" "$@"
 
 cat <<MSG
 

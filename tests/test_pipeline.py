@@ -79,7 +79,7 @@ def tiny_settings(world: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("pipeline")
-    args = ["--config", "configs/tiny.toml", "--out", str(d / "out"), *tiny_settings(d / "world")]
+    args = ["--config", "configs/tiny-scratch.toml", "--out", str(d / "out"), *tiny_settings(d / "world")]
     return {"out": d / "out", "world": d / "world", "args": args}
 
 
@@ -235,7 +235,7 @@ def test_make_run_script_prints_the_report_summary_and_serves_the_bundles(run_di
     proc = subprocess.Popen(
         ["bash", "scripts/run.sh", str(run_dir["world"]), str(out), *sets],
         cwd=Path(__file__).resolve().parent.parent,
-        env=os.environ | {"PORT": str(port), "OMP_NUM_THREADS": "1"},
+        env=os.environ | {"PORT": str(port), "OMP_NUM_THREADS": "1", "CONFIG": "configs/tiny-scratch.toml"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
