@@ -99,7 +99,7 @@ def test_label_round_writes_public_comparisons(tiny_world, world_policy, tmp_pat
 
 def test_label_errors(tiny_world, tmp_path, capsys):
     assert main(["label", "--policies", str(tmp_path), "--data", str(tiny_world), "--out", str(tmp_path / "x")]) == 2
-    assert "not a checkpoint folder" in capsys.readouterr().err
+    assert "neither a checkpoint (config.json) nor a bundle" in capsys.readouterr().err
 
 
 def test_eval_checkpoint_greedy_and_best_of_n(tiny_world, world_policy, tmp_path, capsys):
