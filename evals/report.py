@@ -511,6 +511,32 @@ def _save(fig, path: Path) -> None:
         raise
 
 
+def plot_overoptimization(sweep: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """RM score and gold preference against KL from the SFT policy, one point per KL coefficient (written
+    atomically); the report's figure and `prefsum train ppo-sweep`'s sweep.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kl = [r["kl"] for r in sweep]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.plot(kl, [r["rm_score"] for r in sweep], "o-", color="tab:blue", label="RM score")
+    ax.set_xlabel("KL(policy || SFT), nats")
+    ax.set_ylabel("reward model score", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(kl, [r["gold_win_rate"] for r in sweep], "s-", color="tab:red", label="gold preference")
+    ax2.set_ylabel("gold preference vs reference", color="tab:red")
+    ax2.set_ylim(0, 1)
+    for r in sweep:
+        ax.annotate(
+            f"β={r['kl_coef']:g}", (r["kl"], r["rm_score"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    ax.set_title("Over-optimisation: RM score vs gold preference")
+    _save(fig, path)
+    plt.close(fig)
+
+
 def _err(values: Sequence[float | None], cis: Sequence[list | None]) -> list[list[float]]:
     lo = [0.0 if v is None or ci is None else v - ci[0] for v, ci in zip(values, cis, strict=True)]
     hi = [0.0 if v is None or ci is None else ci[1] - v for v, ci in zip(values, cis, strict=True)]
@@ -588,22 +614,7 @@ def _figures(report: Mapping[str, Any], out: Path) -> dict[str, str]:
 
     sweep = report.get("overoptimization") or []
     if sweep:
-        kl = [r["kl"] for r in sweep]
-        fig, ax = plt.subplots(figsize=(6, 3.8))
-        ax.plot(kl, [r["rm_score"] for r in sweep], "o-", color="tab:blue", label="RM score")
-        ax.set_xlabel("KL(policy || SFT), nats")
-        ax.set_ylabel("reward model score", color="tab:blue")
-        ax2 = ax.twinx()
-        ax2.plot(kl, [r["gold_win_rate"] for r in sweep], "s-", color="tab:red", label="gold preference")
-        ax2.set_ylabel("gold preference vs reference", color="tab:red")
-        ax2.set_ylim(0, 1)
-        for r in sweep:
-            ax.annotate(
-                f"β={r['kl_coef']:g}", (r["kl"], r["rm_score"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
-        ax.set_title("Over-optimisation: RM score vs gold preference")
-        _save(fig, out / FIGURES["overoptimization"])
-        plt.close(fig)
+        plot_overoptimization(sweep, out / FIGURES["overoptimization"])
         made["overoptimization"] = FIGURES["overoptimization"]
     return made
 

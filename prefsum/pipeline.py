@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.data import sha256_file  # stdlib only: `prefsum --help` stays instant
+
 RECORD_DIR = ".pipeline"
 POLICIES = ("pretrained", "sft", "ppo")
 REWARD = "rm"
@@ -135,30 +137,22 @@ class Stage:
 # --------------------------------------------------------------------------------------------------- hashing
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fingerprint(path: Path) -> str:
     """A content fingerprint: a file's sha256; a checkpoint's prefsum.json or a bundle's manifest.json (rewritten
     whenever the folder is); any other folder, the sha256 of its (relative path, file sha256) list; "missing"."""
     path = Path(path)
     if path.is_file():
-        return "sha256:" + _sha256_file(path)
+        return "sha256:" + sha256_file(path)
     if path.is_dir():
         for marker in ("prefsum.json", "manifest.json"):
             if (path / marker).is_file():
-                return f"{marker}:" + _sha256_file(path / marker)
+                return f"{marker}:" + sha256_file(path / marker)
         h = hashlib.sha256()
         for f in sorted(p for p in path.rglob("*") if p.is_file()):
             rel = f.relative_to(path)
             if any(part.startswith(".") for part in rel.parts):
                 continue  # temp files of an atomic write in progress
-            h.update(f"{rel.as_posix()}\0{_sha256_file(f)}\n".encode())
+            h.update(f"{rel.as_posix()}\0{sha256_file(f)}\n".encode())
         return "tree:" + h.hexdigest()
     return "missing"
 
@@ -486,7 +480,7 @@ def _bundle_is_current(bundle: Path, ckpt: Path, cfg, budgets: tuple[int, int] |
         return False
     export = m.get("export") or {}
     return (
-        (m.get("source") or {}).get("prefsum_sha256") == _sha256_file(ckpt / "prefsum.json")
+        (m.get("source") or {}).get("prefsum_sha256") == sha256_file(ckpt / "prefsum.json")
         and (export.get("quantize") or "") == cfg.quantize
         and bool(export.get("fp16")) == cfg.fp16
         and (budgets is None or (m.get("max_query_tokens"), m.get("max_response_tokens")) == budgets)

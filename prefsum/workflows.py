@@ -347,30 +347,7 @@ def ppo_sweep(
 
 
 def plot_sweep(points: list[dict[str, Any]], path: Path) -> None:
-    """RM score and gold preference against KL from the SFT policy (written atomically)."""
-    import os  # noqa: PLC0415
+    """RM score and gold preference against KL from the SFT policy: the report's over-optimisation figure."""
+    from evals.report import plot_overoptimization  # noqa: PLC0415
 
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    pts = sorted(points, key=lambda p: p["kl"])
-    kl = [p["kl"] for p in pts]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(kl, [p["rm_score"] for p in pts], "o-", color="tab:blue", label="RM score")
-    ax.set_xlabel("KL(pi || pi_SFT), nats")
-    ax.set_ylabel("RM score (references = 0)", color="tab:blue")
-    ax2 = ax.twinx()
-    ax2.plot(kl, [p["gold_win_rate"] for p in pts], "s--", color="tab:red", label="preferred to reference")
-    ax2.set_ylabel("labelers prefer to reference", color="tab:red")
-    for p in pts:
-        ax.annotate(
-            f"beta {p['kl_coef']:g}", (p["kl"], p["rm_score"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
-        )
-    ax.set_title("Optimising the reward model: RM score vs what labelers prefer")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    plot_overoptimization(sorted(points, key=lambda p: p["kl"]), path)

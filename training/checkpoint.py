@@ -12,7 +12,6 @@ atomically at every save and removed when the stage finishes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,17 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training.data import atomic_write_text, current_umask
+from training.data import atomic_write_text, current_umask, sha256_file
 
 META_FILE = "prefsum.json"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_meta(ckpt: str | Path) -> dict[str, Any]:
@@ -57,6 +48,19 @@ def _normal_file_modes(folder: Path) -> None:
             os.chmod(f, mode)
 
 
+def swap_in(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` at ``out`` (beside it, same filesystem): a reader sees the old folder or the
+    new one, never a half-written mix; the previous one is removed."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
 def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict[str, Any]) -> Path:
     """Write model + tokenizer + prefsum.json into a temp folder beside ``out_dir``, then swap it in."""
     out = Path(out_dir)
@@ -68,14 +72,7 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict[str, Any])
         meta = dict(meta) | {"saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
         _normal_file_modes(tmp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

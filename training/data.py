@@ -10,6 +10,7 @@ person fixing a hand-made file sees the whole list at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -450,6 +451,15 @@ def sniff_format(path: str | Path) -> str | None:
                 pass
         return None
     return None
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (checkpoints, bundles and data files are hashed alike)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def current_umask() -> int:

@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from training.checkpoint import META_FILE, make_temp_dir, read_meta, sha256_file
+from training.checkpoint import META_FILE, make_temp_dir, read_meta, sha256_file, swap_in
 from training.manifest import MODEL_FILE, Manifest, hash_files, write_manifest
 from training.task import DEFAULT_MAX_QUERY_TOKENS, DEFAULT_MAX_RESPONSE_TOKENS
 
@@ -323,14 +323,7 @@ def export_bundle(
         )
         _normal_modes(tmp)
         write_manifest(tmp, manifest)
-        if bundle.exists():
-            old = bundle.with_name(f".{bundle.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(bundle, old)
-            os.replace(tmp, bundle)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, bundle)
+        swap_in(tmp, bundle)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

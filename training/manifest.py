@@ -15,13 +15,12 @@ naming the file, instead of surfacing later as garbage summaries.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.data import atomic_write_text  # stdlib only, like this module
+from training.data import atomic_write_text, sha256_file  # stdlib only, like this module
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -87,14 +86,6 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def hash_files(bundle_dir: str | Path) -> dict[str, str]:
