@@ -215,6 +215,33 @@ def left_pad(queries: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
+def sample_with_reference(
+    policy, ref_policy, queries: list[list[int]], cfg: PPOConfig, *, eos_id: int, pad_id: int, generator
+):
+    """Sample one response per query (steps 2-3 of the loop) and score its tokens under the reference policy.
+
+    -> ids, attn (B, Tq + T), responses, mask (B, T), has_eos (B,), logprobs, ref_logprobs (0 after EOS), entropy
+    (B, T): everything that depends only on the two policies.
+    """
+    q_ids, q_mask = left_pad(queries, pad_id)
+    responses, logprobs, entropy = sample(
+        policy,
+        q_ids,
+        q_mask,
+        max_new_tokens=cfg.max_response_tokens,
+        temperature=cfg.temperature,
+        eos_id=eos_id,
+        pad_id=pad_id,
+        generator=generator,
+    )
+    mask, has_eos = response_mask(responses, eos_id, pad_id)
+    ids = torch.cat([q_ids, responses], 1)
+    attn = torch.cat([q_mask, mask.long()], 1)
+    ref_logprobs = _gather(response_logits(ref_policy, ids, attn, responses.shape[1], cfg.temperature), responses)
+    return ids, attn, responses, mask, has_eos, logprobs, ref_logprobs * mask, entropy
+
+
+@torch.no_grad()
 def collect(
     policy,
     ref_policy,
@@ -228,24 +255,12 @@ def collect(
     generator: torch.Generator,
 ) -> Rollout:
     """Steps 2-4 of the loop: generate, reference logprobs, values, scores."""
-    q_ids, q_mask = left_pad(queries, pad_id)
     policy.eval()
-    responses, logprobs, entropy = sample(
-        policy,
-        q_ids,
-        q_mask,
-        max_new_tokens=cfg.max_response_tokens,
-        temperature=cfg.temperature,
-        eos_id=eos_id,
-        pad_id=pad_id,
-        generator=generator,
+    ids, attn, responses, mask, has_eos, logprobs, ref_logprobs, entropy = sample_with_reference(
+        policy, ref_policy, queries, cfg, eos_id=eos_id, pad_id=pad_id, generator=generator
     )
     policy.train()
-    mask, has_eos = response_mask(responses, eos_id, pad_id)
     T = responses.shape[1]
-    ids = torch.cat([q_ids, responses], 1)
-    attn = torch.cat([q_mask, mask.long()], 1)
-    ref_logprobs = _gather(response_logits(ref_policy, ids, attn, T, cfg.temperature), responses) * mask
     values = value(ids, attn)[:, -T - 1 : -1] * mask
     raw = rm_scores(rm, ids, attn)
     scores = penalize_missing_eos(raw, has_eos, cfg.missing_eos_penalty) if cfg.penalize_missing_eos else raw
@@ -602,20 +617,9 @@ def measure_kl(
     gen = torch.Generator().manual_seed(seed)
     total, n = 0.0, 0
     for s in range(0, len(queries), 32):
-        q_ids, q_mask = left_pad(queries[s : s + 32], pad_id)
-        responses, logprobs, _ = sample(
-            policy,
-            q_ids,
-            q_mask,
-            max_new_tokens=cfg.max_response_tokens,
-            temperature=cfg.temperature,
-            eos_id=eos_id,
-            pad_id=pad_id,
-            generator=gen,
+        *_, mask, _, logprobs, ref, _ = sample_with_reference(
+            policy, ref_policy, queries[s : s + 32], cfg, eos_id=eos_id, pad_id=pad_id, generator=gen
         )
-        mask, _ = response_mask(responses, eos_id, pad_id)
-        ids, attn = torch.cat([q_ids, responses], 1), torch.cat([q_mask, mask.long()], 1)
-        ref = _gather(response_logits(ref_policy, ids, attn, responses.shape[1], cfg.temperature), responses)
         total += ((logprobs - ref) * mask).sum().item()
-        n += len(responses)
+        n += len(mask)
     return total / max(n, 1)
