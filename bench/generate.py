@@ -225,19 +225,22 @@ def compare_rewards(rm_ckpt: Path, queries, responses, work: Path, threads: int)
     from service.engine import load_engine
     from training.checkpoint import read_meta
     from training.export import export_bundle
-    from training.reward import rewards
+    from training.reward import pooling_of, rewards
 
     model = AutoModelForSequenceClassification.from_pretrained(str(rm_ckpt)).eval()
-    bias = float(read_meta(rm_ckpt).get("reward_bias", 0.0))
+    meta = read_meta(rm_ckpt)
+    bias, pooling = float(meta.get("reward_bias", 0.0)), pooling_of(meta)
     fp32 = load_engine(export_bundle(rm_ckpt, work / "bundles", name="rm"), threads=threads, provider="cpu")
     int8 = load_engine(
         export_bundle(rm_ckpt, work / "bundles", name="rm-int8", quantize="int8"), threads=threads, provider="cpu"
     )
     eos = fp32.manifest.eos_id
     seqs = [list(q) + list(r) + [eos] for q, r in zip(queries, responses, strict=True)]
+    starts = [len(q) for q in queries]
     with torch.no_grad():
-        ref = (rewards(model, seqs, fp32.manifest.pad_id) - bias).numpy().astype(np.float64)
-    r32, r8 = np.array(fp32.score_ids(seqs)), np.array(int8.score_ids(seqs))
+        raw = rewards(model, seqs, fp32.manifest.pad_id, pooling=pooling, starts=starts)
+    ref = (raw - bias).numpy().astype(np.float64)
+    r32, r8 = np.array(fp32.score_ids(seqs, starts)), np.array(int8.score_ids(seqs, starts))
     d32, d8 = np.abs(r32 - ref), np.abs(r8 - r32)
     print(
         f"rewards of {len(seqs)} summaries (std {ref.std():.3f}): |ORT fp32 - torch| max {d32.max():.2e}; "

@@ -81,9 +81,11 @@ def evaluate_checkpoint(
 
         from training.best_of_n import best_of_n  # noqa: PLC0415
         from training.checkpoint import read_meta  # noqa: PLC0415
+        from training.reward import pooling_of  # noqa: PLC0415
         from training.sft import encode_query  # noqa: PLC0415
 
-        bias = read_meta(reward_model).get("reward_bias", 0.0)
+        rm_meta = read_meta(reward_model)
+        bias = rm_meta.get("reward_bias", 0.0)
         rm = AutoModelForSequenceClassification.from_pretrained(str(reward_model))
         queries = [encode_query(p, tokenizer, max_query_tokens) for p in posts]
         picked = best_of_n(
@@ -95,6 +97,7 @@ def evaluate_checkpoint(
             max_new_tokens=max_response_tokens,
             temperature=temperature,
             bias=bias,
+            pooling=pooling_of(rm_meta),
             seed=seed,
             progress=True,
         )
@@ -284,7 +287,7 @@ def ppo_sweep(
     from evals.world_judge import judge_summaries  # noqa: PLC0415
     from training.checkpoint import read_meta  # noqa: PLC0415
     from training.data import atomic_write_text, load_tldr  # noqa: PLC0415
-    from training.ppo import left_pad, load_models, measure_kl, rm_scores, run_ppo  # noqa: PLC0415
+    from training.ppo import load_models, measure_kl, run_ppo, score_sequences  # noqa: PLC0415
     from training.sampling import generate  # noqa: PLC0415
     from training.sft import encode_query  # noqa: PLC0415
     from training.tokenizer import load_tokenizer  # noqa: PLC0415
@@ -317,9 +320,7 @@ def ppo_sweep(
         policy = AutoModelForCausalLM.from_pretrained(str(out)).eval()
         kl = measure_kl(policy, ref, queries, cfg, eos_id=eos, pad_id=pad, seed=base_cfg.seed)
         gens = generate(policy, tokenizer, queries, max_new_tokens=cfg.max_response_tokens)
-        ids, attn = left_pad([list(q) + g.tokens + [eos] for q, g in zip(queries, gens, strict=True)], pad)
-        with torch.no_grad():
-            scores = rm_scores(rm, ids, attn)
+        scores = score_sequences(rm, queries, [g.tokens for g in gens], eos, pad)
         quality = judge_summaries(
             frames, posts, [g.text for g in gens], seed=0, finish_reasons=[g.finish_reason for g in gens]
         )

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from service._ort import ProviderError, create_session
-from training.manifest import MANIFEST_FILE, MODEL_FILE, BundleError, Manifest, verify_bundle
+from training.manifest import MANIFEST_FILE, MODEL_FILE, RESPONSE_MASK_INPUT, BundleError, Manifest, verify_bundle
 from training.task import (
     QueryTooLong,
     clean_summary,
@@ -401,7 +401,7 @@ class RewardEngine(_Engine):
     def score(self, pairs: Sequence[tuple[Mapping[str, Any], str]]) -> list[float]:
         """Bias-corrected rewards (references score 0 on average) of summaries in the public format."""
         _check_batch(pairs, "pairs")
-        seqs = []
+        seqs, starts = [], []
         budget = self.manifest.max_response_tokens
         cache: dict[int, list[int]] = {}
         for i, pair in enumerate(pairs):
@@ -415,16 +415,21 @@ class RewardEngine(_Engine):
                 cache[key] = _item_query(item, i, self.tokenizer, self.manifest.max_query_tokens)
             resp = self.tokenizer.encode(reference_response(summary)) if summary.strip() else []
             seqs.append(cache[key] + resp[: budget - 1] + [self.manifest.eos_id])
-        return self.score_ids(seqs)
+            starts.append(len(cache[key]))
+        return self.score_ids(seqs, starts)
 
     def preference(self, item: Mapping[str, Any], a: str, b: str) -> float:
         """P(a preferred over b) under the reward model: sigmoid(r_a - r_b)."""
         ra, rb = self.score([(item, a), (item, b)])
         return 1.0 / (1.0 + math.exp(-(ra - rb)))
 
-    def score_ids(self, seqs: Sequence[Sequence[int]]) -> list[float]:
-        """Bias-corrected rewards of token sequences (query + response + EOS), read at each one's last token."""
+    def score_ids(self, seqs: Sequence[Sequence[int]], starts: Sequence[int] | None = None) -> list[float]:
+        """Bias-corrected rewards of token sequences (query + response + EOS): read at each one's last token, or, for
+        an RM trained with rm.pooling = "sum", summed from ``starts[i]`` (the query's length) to the end."""
         pad = self.manifest.pad_id
+        summed = RESPONSE_MASK_INPUT in self._inputs
+        if summed and (starts is None or len(starts) != len(seqs)):
+            raise EngineInputError("this reward bundle sums over the response: pass each sequence's query length")
         out: list[float] = []
         for s in range(0, len(seqs), SCORE_BATCH):
             chunk = seqs[s : s + SCORE_BATCH]
@@ -435,6 +440,11 @@ class RewardEngine(_Engine):
                 ids[i, : len(x)] = x
                 mask[i, : len(x)] = 1
             feeds = {"input_ids": ids, "attention_mask": mask}
+            if summed:
+                resp = mask.copy()
+                for i, start in enumerate(starts[s : s + SCORE_BATCH]):
+                    resp[i, :start] = 0
+                feeds[RESPONSE_MASK_INPUT] = resp
             if "position_ids" in self._inputs:
                 feeds["position_ids"] = np.broadcast_to(np.arange(T, dtype=np.int64), ids.shape).copy()
             r = self.session.run([self._output], feeds)[0].reshape(len(chunk), -1)[:, 0].astype(np.float64)
@@ -467,7 +477,7 @@ def best_of_n(
     if same_tok:
         queries = reward.encode_queries(items)
         seqs = [q + toks + [reward.manifest.eos_id] for q, row in zip(queries, cands, strict=True) for _, toks in row]
-        flat = reward.score_ids(seqs)
+        flat = reward.score_ids(seqs, [len(q) for q, row in zip(queries, cands, strict=True) for _ in row])
     else:
         flat = reward.score([(item, c.text) for item, row in zip(items, cands, strict=True) for c, _ in row])
     kept = []

@@ -130,6 +130,43 @@ def test_rewards_equal_torch_within_1e4(bundles, export_ckpts, name):  # noqa: F
     assert np.std(ref) > 1e-2  # the rewards differ between pairs, so equality is not a constant matching a constant
 
 
+@pytest.mark.parametrize("name", ["rm", "gpt2_rm"])
+def test_summed_reward_bundle_equals_torch(export_ckpts, tmp_path, name):  # noqa: F811
+    """An RM trained with rm.pooling = "sum" exports with a response_mask input; its rewards equal torch's sum over
+    the response positions (training.reward), for both architectures."""
+    from service.engine import EngineInputError
+    from training.export import export_bundle
+    from training.reward import encode_summary, rewards
+    from training.tokenizer import load_tokenizer
+
+    ckpt = tmp_path / f"{name}_sum"
+    shutil.copytree(export_ckpts[name], ckpt)
+    meta = json.loads((ckpt / "prefsum.json").read_text(encoding="utf-8"))
+    (ckpt / "prefsum.json").write_text(json.dumps(meta | {"reward_pooling": "sum"}), encoding="utf-8")
+    tok = load_tokenizer(ckpt)
+    queries = torch_queries(tok)
+    seqs = [encode_summary(tok, q, s, MAX_RESPONSE) for q, s in zip(queries, SUMMARIES, strict=True)]
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(ckpt)).eval()
+    with torch.no_grad():
+        raw = rewards(model, seqs, tok.pad_token_id, pooling="sum", starts=[len(q) for q in queries])
+        last = rewards(model, seqs, tok.pad_token_id)
+    ref = (raw - REWARD_BIAS).numpy()
+    assert np.max(np.abs(raw.numpy() - last.numpy())) > 1e-2  # the two poolings differ: this test can tell them apart
+    eng = engine(export_bundle(ckpt, tmp_path / "bundles"))
+    assert "response_mask" in eng._inputs and eng.manifest.export["reward_pooling"] == "sum"
+    got = np.array(eng.score(list(zip(ITEMS, SUMMARIES, strict=True))))
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    np.testing.assert_allclose(eng.score_ids(seqs, [len(q) for q in queries]), ref, atol=1e-4)
+    with pytest.raises(EngineInputError, match="query length"):
+        eng.score_ids(seqs)
+    # int8 quantizes the backbone's MatMuls; the summed head stays a float sum over the response mask
+    int8 = engine(export_bundle(ckpt, tmp_path / "bundles", name="int8", quantize="int8"))
+    assert "response_mask" in int8._inputs
+    assert np.isfinite(int8.score(list(zip(ITEMS, SUMMARIES, strict=True)))).all()
+
+
 def test_reward_graph_subtracts_the_bias(bundles):  # noqa: F811
     """The graph's `reward` output is its raw score minus the manifest's bias (references centred at 0)."""
     import onnxruntime as ort

@@ -72,6 +72,96 @@ def test_left_padded_rm_scores_equal_the_rm_on_right_padded_sequences(ppo_models
     torch.testing.assert_close(got, expected.detach(), atol=1e-5, rtol=0)
 
 
+def test_summed_rm_scores_in_ppo_equal_the_rm_on_right_padded_sequences(ppo_models):
+    """A sum-pooled RM (rm.pooling = "sum"): PPO's scores of left-padded query + response rows, through
+    ``score_sequences`` and through ``rm_scores`` with the rollout's response column, equal training.reward's sum
+    over the response positions of right-padded sequences, minus the bias."""
+    from transformers import AutoModelForSequenceClassification
+
+    from training.ppo import ScalarHeadModel, left_pad, rm_scores, score_sequences
+    from training.reward import rewards
+
+    _, rm_dir = ppo_models
+    seq_cls = AutoModelForSequenceClassification.from_pretrained(str(rm_dir), num_labels=1).eval()
+    queries, responses, eos, pad = [[5, 6, 7, 8], [11, 12], [13, 14, 15]], [[9, 10], [16, 17, 18], []], 2, 1
+    seqs = [q + r + [eos] for q, r in zip(queries, responses, strict=True)]
+    with torch.no_grad():
+        expected = rewards(seq_cls, seqs, pad, pooling="sum", starts=[len(q) for q in queries]) - 0.25
+    rm = ScalarHeadModel(seq_cls, offset=-0.25, pooling="sum")
+    torch.testing.assert_close(score_sequences(rm, queries, responses, eos, pad), expected, atol=1e-5, rtol=0)
+    # the rollout layout: left-padded queries (Tq columns), then right-padded responses
+    q_ids, q_mask = left_pad(queries, pad)
+    resp = torch.full((3, 4), pad)
+    for i, r in enumerate(responses):
+        resp[i, : len(r) + 1] = torch.tensor(r + [eos])
+    ids, attn = torch.cat([q_ids, resp], 1), torch.cat([q_mask, (resp != pad).long()], 1)
+    got = rm_scores(rm, ids, attn, torch.full((3,), q_ids.shape[1]))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="response column"):
+        rm_scores(rm, ids, attn)
+
+
+def _sum_pooled_copy(rm_dir, dest):
+    """The test RM's checkpoint, marked as trained with rm.pooling = "sum"."""
+    import shutil
+
+    shutil.copytree(rm_dir, dest)
+    meta = json.loads((dest / "prefsum.json").read_text())
+    (dest / "prefsum.json").write_text(json.dumps(meta | {"reward_pooling": "sum"}))
+    return dest
+
+
+def test_token_scores_are_the_rewards_of_the_response_prefixes(ppo_models):
+    """ppo.dense_rewards: the score of response token t is the RM head at t, which for a causal backbone is HF's own
+    (last-token) reward of the prefix query + response[: t + 1]; the bias correction lands once on the last token,
+    so each row sums to the sequence's sum-pooled score."""
+    from transformers import AutoModelForSequenceClassification
+
+    from training.ppo import ScalarHeadModel, left_pad, rm_scores, rm_token_scores
+    from training.reward import rewards
+
+    _, rm_dir = ppo_models
+    seq_cls = AutoModelForSequenceClassification.from_pretrained(str(rm_dir), num_labels=1).eval()
+    queries, responses, eos, pad = [[5, 6, 7, 8], [11, 12]], [[9, 10], [16, 17, 18]], 2, 1
+    q_ids, q_mask = left_pad(queries, pad)
+    resp = torch.full((2, 4), pad)
+    for i, r in enumerate(responses):
+        resp[i, : len(r) + 1] = torch.tensor(r + [eos])
+    ids, attn = torch.cat([q_ids, resp], 1), torch.cat([q_mask, (resp != pad).long()], 1)
+    rm = ScalarHeadModel(seq_cls, offset=-0.25, pooling="sum")
+    got = rm_token_scores(rm, ids, attn, 4)  # (2, 4)
+    for i, (q, r) in enumerate(zip(queries, responses, strict=True)):
+        full = r + [eos]
+        with torch.no_grad():
+            prefix = rewards(seq_cls, [q + full[: t + 1] for t in range(len(full))], pad)
+        prefix[-1] -= 0.25
+        torch.testing.assert_close(got[i, : len(full)], prefix, atol=1e-5, rtol=0)
+        assert torch.all(got[i, len(full) :] == 0)
+    torch.testing.assert_close(
+        got.sum(1), rm_scores(rm, ids, attn, torch.full((2,), q_ids.shape[1])), atol=1e-5, rtol=0
+    )
+    with pytest.raises(ValueError, match="sum-pooled"):
+        rm_token_scores(ScalarHeadModel(seq_cls, offset=-0.25), ids, attn, 4)
+
+
+def test_dense_rewards_need_a_sum_pooled_rm_and_raise_its_score(ppo_models, tiny_world, tmp_path):
+    from training.ppo import run_ppo
+
+    sft, rm = ppo_models
+    train = tiny_world / "tldr" / "train.jsonl"
+    with pytest.raises(ValueError, match="sum-pooled"):
+        run_ppo(sft, rm, train, tmp_path / "refused", _cfg(steps=1, dense_rewards=True), progress=False)
+    assert not (tmp_path / "refused").exists()
+    summed = _sum_pooled_copy(rm, tmp_path / "rm_sum")
+    cfg = _cfg(steps=20, max_response_tokens=2, temperature=1.0, lr=1e-2, eval_every=10, dense_rewards=True)
+    meta = run_ppo(sft, summed, train, tmp_path / "ppo", cfg, progress=False)
+    hist = meta["history"]
+    assert abs(hist[0]["objective/kl"]) < 1e-3
+    first = sum(r["objective/scores"] for r in hist[:3]) / 3
+    last = sum(r["objective/scores"] for r in hist[-3:]) / 3
+    assert last > first + 0.3, f"PPO with dense rewards did not raise the RM score: {first:.3f} -> {last:.3f}"
+
+
 def test_trimmed_minibatch_gives_the_same_logprobs_and_values(tiny_tokenizer):
     """Dropping all-padding columns (left query padding, right response padding) must not change anything."""
     from training.ppo import PolicyAndValue, Rollout, ScalarHeadModel, _gather, left_pad, trim

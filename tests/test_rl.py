@@ -11,6 +11,7 @@ from training.rl import (
     gae,
     kl_penalized_rewards,
     penalize_missing_eos,
+    penalize_missing_eos_dense,
 )
 
 
@@ -29,6 +30,29 @@ def test_kl_penalized_rewards_put_the_score_on_the_last_real_token():
     # row 1: kl = [1, 0, (masked) 0]; rewards = -0.1 * kl, + 2.0 on token 1
     assert kl.tolist() == [[0.5, -1.0, 0.0], [1.0, 0.0, 0.0]]
     assert torch.allclose(rewards, torch.tensor([[-0.05, 0.1, 1.0], [-0.1, 2.0, 0.0]]))
+
+
+def test_dense_scores_are_added_token_by_token():
+    """Per-token scores (a sum-pooled RM's outputs): each token gets its own score beside its KL penalty."""
+    token_scores = torch.tensor([[0.5, -0.25, 1.0], [2.0, 3.0, 7.0]])  # row 1's last column is padding
+    logp = torch.tensor([[-1.0, -2.0, -3.0], [-1.0, -1.0, -9.0]])
+    ref = torch.tensor([[-1.5, -1.0, -3.0], [-2.0, -1.0, -1.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    rewards, kl = kl_penalized_rewards(token_scores, logp, ref, mask, kl_coef=0.1)
+    # row 0: -0.1 * [0.5, -1, 0] + [0.5, -0.25, 1.0]; row 1: -0.1 * [1, 0, 0] + [2, 3, (masked) 0]
+    assert kl.tolist() == [[0.5, -1.0, 0.0], [1.0, 0.0, 0.0]]
+    assert torch.allclose(rewards, torch.tensor([[0.45, -0.15, 1.0], [1.9, 3.0, 0.0]]))
+    # with gamma 1 the total reward is the same as putting the row's summed score on its last token
+    sparse, _ = kl_penalized_rewards((token_scores * mask).sum(1), logp, ref, mask, kl_coef=0.1)
+    assert torch.allclose(rewards.sum(1), sparse.sum(1))
+
+
+def test_dense_missing_eos_penalty_replaces_the_whole_row():
+    token_scores = torch.tensor([[0.5, 0.5, 0.5], [2.0, 3.0, 0.0], [1.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    out = penalize_missing_eos_dense(token_scores, mask, torch.tensor([False, True, False]), -1.0)
+    # rows 0 and 2 never ended: 0 everywhere, -1 on their last real token; row 1 is kept as it is
+    assert out.tolist() == [[0.0, 0.0, -1.0], [2.0, 3.0, 0.0], [-1.0, 0.0, 0.0]]
 
 
 def test_gae_by_hand():

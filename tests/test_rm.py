@@ -176,3 +176,77 @@ def test_best_of_n_keeps_the_highest_scored_sample(sft_dir):
         assert p.score == max(p.scores) and p.best is p.candidates[p.scores.index(max(p.scores))]
     with pytest.raises(ValueError, match="n >= 1"):
         best_of_n(policy, rm, tok, queries, n=0, max_new_tokens=4)
+
+
+def test_summed_reward_is_the_sum_of_the_last_token_rewards_of_its_response_prefixes(sft_dir):
+    """rm.pooling = "sum": the head summed over the response and its EOS. With a causal backbone the head's output at
+    position t is the last-token reward of the prefix ending at t, so the summed reward must equal the sum of the
+    ordinary (last-token) rewards of the response's prefixes: an independent computation through HF's own pooling."""
+    model = build_reward_model(sft_dir).eval()
+    pad = model.config.pad_token_id
+    query, response = [5, 6, 7, 8], [9, 10, 11, 0]  # the response ends in EOS (id 0)
+    short_q, short_r = [12, 13], [14, 0]
+    with torch.no_grad():
+        summed = rewards(model, [query + response, short_q + short_r], pad, pooling="sum", starts=[4, 2])
+        prefixes = [query + response[: k + 1] for k in range(len(response))]
+        expected = rewards(model, prefixes, pad).sum()
+        expected_short = rewards(model, [short_q + short_r[:1], short_q + short_r], pad).sum()
+    assert summed[0].item() == pytest.approx(expected.item(), abs=1e-5)
+    assert summed[1].item() == pytest.approx(expected_short.item(), abs=1e-5)  # right padding changes nothing
+    # the query's positions are not counted: moving the start changes the sum by exactly those positions' scores
+    with torch.no_grad():
+        wider = rewards(model, [query + response], pad, pooling="sum", starts=[3])
+        q_last = rewards(model, [query], pad)
+    assert wider.item() == pytest.approx(expected.item() + q_last.item(), abs=1e-5)
+    with pytest.raises(ValueError, match="response start"):
+        rewards(model, [query + response], pad, pooling="sum")
+
+
+def test_summed_rm_trains_records_its_pooling_and_centres_references(sft_dir, tmp_path):
+    from training.reward import encode_summary, pooling_of
+    from training.task import format_tldr
+    from training.tokenizer import load_tokenizer
+
+    comps = []
+    for i in range(60):
+        split = "train" if i < 48 else "valid1"
+        good, bad = f"my dog ({i}) barks at night", "dog stuff happened lol"
+        a, b = (good, bad) if i % 2 == 0 else (bad, good)
+        comps.append(comparison(i, a, b, i % 2, "sim-0", split))
+    write_jsonl(tmp_path / "comps.jsonl", comps)
+    cfg = RMConfig(
+        epochs=4,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=2,
+        eval_every=12,
+        max_query_tokens=96,
+        max_response_tokens=24,
+        threads=1,
+        pooling="sum",
+    )
+    meta = run_rm(sft_dir, tmp_path / "comps.jsonl", tmp_path / "rm", cfg, progress=False)
+    assert meta["metrics"]["val/accuracy"] == 1.0  # 12 noiseless validation pairs
+    saved = json.loads((tmp_path / "rm" / "prefsum.json").read_text())
+    assert pooling_of(saved) == "sum" and saved["config"]["rm"]["pooling"] == "sum"
+
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "rm")).eval()
+    tok = load_tokenizer(tmp_path / "rm")
+    refs = {(c.info.id, c.summaries[1].text): c for c in comps}
+    queries = [tok(format_tldr(c.info.subreddit, c.info.title, c.info.post))["input_ids"] for c in refs.values()]
+    seqs = [encode_summary(tok, q, text, 24) for q, (_, text) in zip(queries, refs, strict=True)]
+    with torch.no_grad():
+        r = rewards(model, seqs, tok.pad_token_id, pooling="sum", starts=[len(q) for q in queries])
+    assert r.mean().item() == pytest.approx(saved["reward_bias"], abs=1e-4)
+
+
+def test_rm_pooling_is_checked():
+    with pytest.raises(ValueError, match="rm.pooling"):
+        RMConfig(pooling="mean")
+    from training.reward import pooling_of
+
+    assert pooling_of({}) == "last"  # checkpoints written before pooling existed
+    with pytest.raises(ValueError, match="reward_pooling"):
+        pooling_of({"reward_pooling": "max"})

@@ -18,7 +18,12 @@ class Scored:
 
 
 def score_responses(
-    rm_model, tokenizer, queries: Sequence[Sequence[int]], responses: Sequence[Generated], bias: float = 0.0
+    rm_model,
+    tokenizer,
+    queries: Sequence[Sequence[int]],
+    responses: Sequence[Generated],
+    bias: float = 0.0,
+    pooling: str = "last",
 ) -> list[float]:
     """Bias-corrected rewards of responses (their tokens + EOS after the query). One query per response."""
     import torch  # noqa: PLC0415
@@ -26,8 +31,10 @@ def score_responses(
     from training.reward import rewards  # noqa: PLC0415
 
     seqs = [list(q) + r.tokens + [tokenizer.eos_token_id] for q, r in zip(queries, responses, strict=True)]
+    starts = [len(q) for q in queries]
     with torch.no_grad():
-        return (rewards(rm_model.eval(), seqs, tokenizer.pad_token_id) - bias).tolist()
+        raw = rewards(rm_model.eval(), seqs, tokenizer.pad_token_id, pooling=pooling, starts=starts)
+    return (raw - bias).tolist()
 
 
 def best_of_n(
@@ -41,6 +48,7 @@ def best_of_n(
     temperature: float = 0.7,
     top_p: float = 1.0,
     bias: float = 0.0,
+    pooling: str = "last",
     seed: int = 0,
     progress: bool = False,
 ) -> list[Scored]:
@@ -63,7 +71,7 @@ def best_of_n(
     per_query = list(zip(*candidates, strict=True))  # len(queries) tuples of n
     flat_q = [q for q in queries for _ in range(n)]
     flat_r = [g for gens in per_query for g in gens]
-    flat_s = score_responses(rm_model, tokenizer, flat_q, flat_r, bias)
+    flat_s = score_responses(rm_model, tokenizer, flat_q, flat_r, bias, pooling)
     out = []
     for i, gens in enumerate(per_query):
         scores = tuple(flat_s[i * n : (i + 1) * n])

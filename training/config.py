@@ -160,6 +160,16 @@ class RMConfig:
     """Seed for shuffling."""
     threads: int = 2
     """torch intra-op threads."""
+    pooling: str = "last"
+    """Where the reward is read: "last" = the head at the EOS (the paper's RM, right for deep backbones); "sum" = the
+    head summed over the response's positions and its EOS. "sum" suits shallow backbones (the tiny profile's 2
+    layers): each position can check its own token against the post, and the sum adds the checks up, where one
+    position cannot gather them (docs/ppo.md measures both). Stored in the checkpoint; export, PPO, best-of-N and
+    the service read it from there."""
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("last", "sum"):
+            raise ValueError(f'rm.pooling must be "last" or "sum", got {self.pooling!r}')
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,10 @@ class PPOConfig:
     """Weight of the value loss."""
     whiten_rewards: bool = False
     """Whiten the per-token rewards over the batch before GAE (optional in N+)."""
+    dense_rewards: bool = False
+    """With a sum-pooled RM (rm.pooling = "sum"): give each response token the RM head's output at its position
+    (they sum to the sequence's score) instead of the whole score on the EOS. The objective is the same (gamma 1);
+    the credit for a good or bad token lands on that token, which GAE with lambda < 1 otherwise blurs."""
     whiten_advantages: bool = True
     """Whiten advantages over the batch (standard PPO)."""
     eval_every: int = 25

@@ -3,7 +3,8 @@
 1. read the checkpoint's prefsum.json: stage "rm" -> a reward bundle, anything else -> a policy bundle
 2. export with optimum: the policy as ``text-generation-with-past`` (one merged decoder: an empty past for the prompt,
    then one token at a time with past key values), the reward model as ``text-classification`` (its score at the last
-   non-pad token, i.e. the response's EOS when sequences are right-padded)
+   non-pad token, i.e. the response's EOS when sequences are right-padded; an RM trained with rm.pooling = "sum"
+   gets an input ``response_mask`` and sums the head over those positions instead)
 3. edit the graph: the policy computes logits for the last position only (a prompt of T tokens would otherwise
    project all T hidden states onto the vocabulary, most of the prompt's cost at tiny size); the reward graph gets a
    ``reward`` output = score - reward_bias, so references score 0 on average without the caller knowing the bias
@@ -28,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from training.checkpoint import META_FILE, make_temp_dir, read_meta, sha256_file, swap_in
-from training.manifest import MODEL_FILE, Manifest, hash_files, write_manifest
+from training.manifest import MODEL_FILE, RESPONSE_MASK_INPUT, Manifest, hash_files, write_manifest
+from training.reward import pooling_of
 from training.task import DEFAULT_MAX_QUERY_TOKENS, DEFAULT_MAX_RESPONSE_TOKENS
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -156,6 +158,41 @@ def _add_reward_output(model, bias: float) -> None:
     g.initializer.append(numpy_helper.from_array(np.array(bias, dtype=np.float32), "prefsum_reward_bias"))
     g.node.append(helper.make_node("Reshape", ["logits", "prefsum_flat_shape"], ["prefsum_raw_reward"]))
     g.node.append(helper.make_node("Sub", ["prefsum_raw_reward", "prefsum_reward_bias"], [REWARD_OUTPUT]))
+    g.output.append(helper.make_tensor_value_info(REWARD_OUTPUT, TensorProto.FLOAT, ["batch_size"]))
+
+
+def _add_summed_reward_output(model, bias: float) -> None:
+    """For an RM trained with rm.pooling = "sum": input ``response_mask`` (B, T), 1 on the response and its EOS,
+    and output ``reward`` (B,) = sum over T of score[:, t] * response_mask[:, t] - bias, where score (B, T, 1) is the
+    head's output at every position (the MatMul whose weight is the (d, 1) head)."""
+    import numpy as np  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    g = model.graph
+    heads = {i.name for i in g.initializer if len(i.dims) == 2 and i.dims[1] == 1}
+    found = [n.output[0] for n in g.node if n.op_type == "MatMul" and n.input[1] in heads]
+    if len(found) != 1:
+        raise ExportError(
+            f"the reward graph has {len(found)} MatMuls with a (d, 1) weight, expected exactly one (the RM's head); "
+            "export this RM with rm.pooling = 'last' or re-check its head"
+        )
+    g.input.append(
+        helper.make_tensor_value_info(RESPONSE_MASK_INPUT, TensorProto.INT64, ["batch_size", "sequence_length"])
+    )
+    g.initializer.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "prefsum_last_axis"))
+    g.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "prefsum_time_axis"))
+    g.initializer.append(numpy_helper.from_array(np.array(bias, dtype=np.float32), "prefsum_reward_bias"))
+    g.node.extend(
+        [
+            helper.make_node("Squeeze", [found[0], "prefsum_last_axis"], ["prefsum_token_scores"]),
+            helper.make_node("Cast", [RESPONSE_MASK_INPUT], ["prefsum_response_f"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["prefsum_token_scores", "prefsum_response_f"], ["prefsum_masked_scores"]),
+            helper.make_node(
+                "ReduceSum", ["prefsum_masked_scores", "prefsum_time_axis"], ["prefsum_raw_reward"], keepdims=0
+            ),
+            helper.make_node("Sub", ["prefsum_raw_reward", "prefsum_reward_bias"], [REWARD_OUTPUT]),
+        ]
+    )
     g.output.append(helper.make_tensor_value_info(REWARD_OUTPUT, TensorProto.FLOAT, ["batch_size"]))
 
 
@@ -291,9 +328,14 @@ def export_bundle(
             if kind == "policy":
                 graph_facts["logits"] = "last" if _last_position_logits(model) else "all"
             else:
-                _add_reward_output(model, bias)
+                pooling = pooling_of(meta)
+                if pooling == "sum":
+                    _add_summed_reward_output(model, bias)
+                else:
+                    _add_reward_output(model, bias)
                 graph_facts["bias_in_graph"] = True
                 graph_facts["reward_output"] = REWARD_OUTPUT
+                graph_facts["reward_pooling"] = pooling
             graph_facts["inputs"] = [i.name for i in model.graph.input]
             graph_facts["arch"] = config.get("model_type")
             if fp16:

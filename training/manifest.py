@@ -24,6 +24,7 @@ from training.data import atomic_write_text, sha256_file  # stdlib only, like th
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
+RESPONSE_MASK_INPUT = "response_mask"  # a sum-pooled reward graph's extra input: 1 on the response and its EOS
 FORMAT_VERSION = 1
 KINDS = ("policy", "reward")
 TASKS = ("tldr",)  # the news transfer uses the same format rules (training.task); one task name for both

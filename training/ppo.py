@@ -44,6 +44,7 @@ from training.checkpoint import (
 from training.config import PPOConfig
 from training.data import load_tldr
 from training.losses import masked_mean, masked_whiten
+from training.reward import pooling_of
 from training.rl import (
     AdaptiveKLController,
     FixedKLController,
@@ -52,6 +53,7 @@ from training.rl import (
     gae,
     kl_penalized_rewards,
     penalize_missing_eos,
+    penalize_missing_eos_dense,
 )
 
 # ----------------------------------------------------------------------------------------------- models
@@ -65,12 +67,13 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
 class ScalarHeadModel(nn.Module):
     """A sequence-classification checkpoint (the RM) seen as backbone + scalar head at every position."""
 
-    def __init__(self, seq_cls_model, offset: float = 0.0) -> None:
+    def __init__(self, seq_cls_model, offset: float = 0.0, pooling: str = "last") -> None:
         super().__init__()
         self.backbone = getattr(seq_cls_model, seq_cls_model.base_model_prefix)
         self.head = seq_cls_model.score
         # The RM's bias correction (references score 0), so the value network starts on the scores' scale
         self.register_buffer("offset", torch.tensor(float(offset)), persistent=False)
+        self.pooling = pooling  # how rm_scores reads the reward (the RM checkpoint's rm.pooling)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T) ids and mask -> (B, T) scalar at every position."""
@@ -176,11 +179,47 @@ def response_mask(responses: torch.Tensor, eos_id: int, pad_id: int) -> tuple[to
 
 
 @torch.no_grad()
-def rm_scores(rm: ScalarHeadModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The reward at each sequence's last real token (bias-corrected through ``rm.offset``). (B, T) -> (B,)."""
-    values = rm(ids, mask)  # (B, T)
+def rm_scores(
+    rm: ScalarHeadModel, ids: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Bias-corrected rewards (through ``rm.offset``) of left-padded query + response sequences. (B, T) -> (B,).
+
+    pooling "last": the head at each sequence's last real token; "sum": the head summed over the columns from
+    ``starts`` (B,), each row's first response column, to its last real token."""
+    values = rm(ids, mask)  # (B, T), each + offset
+    if rm.pooling == "sum":
+        if starts is None:
+            raise ValueError("a sum-pooled reward model needs each row's first response column")
+        resp = (torch.arange(ids.shape[1], device=ids.device).unsqueeze(0) >= starts.unsqueeze(1)) & mask.bool()
+        return ((values - rm.offset) * resp).sum(1) + rm.offset
     last = mask.shape[1] - 1 - mask.flip(1).long().argmax(1)  # index of the rightmost real token
     return values[torch.arange(len(values)), last]
+
+
+@torch.no_grad()
+def rm_token_scores(rm: ScalarHeadModel, ids: torch.Tensor, mask: torch.Tensor, n_response: int) -> torch.Tensor:
+    """A sum-pooled RM's reward spread over the response: the head's output at each of the last ``n_response``
+    columns (query + response rows, left-padded queries), with the bias correction (``rm.offset``) added once on each
+    row's last real token. Each row sums to its ``rm_scores``. (B, Tq + T) -> (B, T), 0 on padding.
+
+    Position t's output depends on the tokens up to t only (a causal backbone), so it is a reward for emitting token
+    t: PPO can take it as a dense reward (ppo.dense_rewards) with the same total as the sequence score."""
+    if rm.pooling != "sum":
+        raise ValueError('per-token scores need a sum-pooled reward model (rm.pooling = "sum")')
+    resp = mask[:, -n_response:].to(torch.float32)  # (B, T)
+    out = (rm(ids, mask)[:, -n_response:] - rm.offset) * resp
+    last = (resp.sum(1).long() - 1).clamp(min=0)  # (B,) each row's EOS (or last token)
+    out[torch.arange(len(out)), last] += rm.offset
+    return out
+
+
+@torch.no_grad()
+def score_sequences(rm: ScalarHeadModel, queries, responses, eos_id: int, pad_id: int) -> torch.Tensor:
+    """Bias-corrected rewards of query + response tokens + EOS (lists of token ids). -> (B,)."""
+    seqs = [list(q) + list(r) + [eos_id] for q, r in zip(queries, responses, strict=True)]
+    ids, attn = left_pad(seqs, pad_id)
+    starts = torch.tensor([ids.shape[1] - len(s) + len(q) for s, q in zip(seqs, queries, strict=True)])
+    return rm_scores(rm, ids, attn, starts)
 
 
 # ----------------------------------------------------------------------------------------------- rollout
@@ -202,6 +241,7 @@ class Rollout:
     raw_scores: torch.Tensor  # (B,) the RM's bias-corrected scores
     has_eos: torch.Tensor  # (B,)
     entropy: torch.Tensor  # (B, T)
+    token_scores: torch.Tensor | None = None  # (B, T) the score spread over the tokens (ppo.dense_rewards), penalised
 
 
 def left_pad(queries: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,7 +294,8 @@ def collect(
     pad_id: int,
     generator: torch.Generator,
 ) -> Rollout:
-    """Steps 2-4 of the loop: generate, reference logprobs, values, scores."""
+    """Steps 2-4 of the loop: generate, reference logprobs, values, scores (and with ``cfg.dense_rewards`` the
+    per-token scores they sum)."""
     policy.eval()
     ids, attn, responses, mask, has_eos, logprobs, ref_logprobs, entropy = sample_with_reference(
         policy, ref_policy, queries, cfg, eos_id=eos_id, pad_id=pad_id, generator=generator
@@ -262,9 +303,18 @@ def collect(
     policy.train()
     T = responses.shape[1]
     values = value(ids, attn)[:, -T - 1 : -1] * mask
-    raw = rm_scores(rm, ids, attn)
+    token_scores = None
+    if cfg.dense_rewards:
+        token_scores = rm_token_scores(rm, ids, attn, T)  # (B, T)
+        raw = token_scores.sum(1)
+        if cfg.penalize_missing_eos:
+            token_scores = penalize_missing_eos_dense(token_scores, mask, has_eos, cfg.missing_eos_penalty)
+    else:
+        raw = rm_scores(rm, ids, attn, torch.full((len(ids),), ids.shape[1] - T))
     scores = penalize_missing_eos(raw, has_eos, cfg.missing_eos_penalty) if cfg.penalize_missing_eos else raw
-    return Rollout(ids, attn, responses, mask, logprobs, ref_logprobs, values, scores, raw, has_eos, entropy)
+    return Rollout(
+        ids, attn, responses, mask, logprobs, ref_logprobs, values, scores, raw, has_eos, entropy, token_scores
+    )
 
 
 def _gather(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -303,7 +353,10 @@ def load_models(sft_dir: str | Path, rm_dir: str | Path, rm_bias: float = 0.0):
     policy = AutoModelForCausalLM.from_pretrained(str(sft_dir))
     ref = AutoModelForCausalLM.from_pretrained(str(sft_dir))
     value = ScalarHeadModel(AutoModelForSequenceClassification.from_pretrained(str(rm_dir), num_labels=1), -rm_bias)
-    rm = ScalarHeadModel(AutoModelForSequenceClassification.from_pretrained(str(rm_dir), num_labels=1), -rm_bias)
+    pooling = pooling_of(read_meta(rm_dir))
+    rm = ScalarHeadModel(
+        AutoModelForSequenceClassification.from_pretrained(str(rm_dir), num_labels=1), -rm_bias, pooling
+    )
     for m in (policy, ref, value, rm):
         _no_dropout(m)
     for m in (ref, rm):
@@ -362,6 +415,11 @@ def run_ppo(
         valid_queries = [encode_query(p, tokenizer, cfg.max_query_tokens) for p in load_tldr(valid_file)[:64]]
 
     policy, ref, value, rm = load_models(sft_dir, rm_dir, rm_bias)
+    if cfg.dense_rewards and rm.pooling != "sum":
+        raise ValueError(
+            f"ppo.dense_rewards needs a sum-pooled reward model, but {rm_dir} reads its reward at the EOS "
+            '(rm.pooling = "last"): train the RM with --set rm.pooling="sum" or set ppo.dense_rewards=false'
+        )
     pv = PolicyAndValue(policy, value)
     opt = torch.optim.AdamW(pv.parameters(), lr=cfg.lr, eps=1e-5, weight_decay=0.0)
     kl_ctl = (
@@ -412,7 +470,8 @@ def run_ppo(
         )
         t_rollout = time.perf_counter() - t0
         # 5. KL-penalised rewards
-        rewards, kl = kl_penalized_rewards(ro.scores, ro.logprobs, ro.ref_logprobs, ro.mask, kl_ctl.value)
+        dense = ro.token_scores if ro.token_scores is not None else ro.scores  # (B, T) or (B,)
+        rewards, kl = kl_penalized_rewards(dense, ro.logprobs, ro.ref_logprobs, ro.mask, kl_ctl.value)
         if cfg.whiten_rewards:
             rewards = masked_whiten(rewards, ro.mask, shift_mean=False) * ro.mask
         # 6. advantages and returns
@@ -554,8 +613,7 @@ def greedy_rm_score(policy, rm, tokenizer, queries, cfg: PPOConfig) -> float:
 
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     gens = generate(policy, tokenizer, queries, max_new_tokens=cfg.max_response_tokens)
-    ids, attn = left_pad([list(q) + g.tokens + [eos] for q, g in zip(queries, gens, strict=True)], pad)
-    scores = rm_scores(rm, ids, attn)
+    scores = score_sequences(rm, queries, [g.tokens for g in gens], eos, pad)
     if cfg.penalize_missing_eos:
         has_eos = torch.tensor([g.finish_reason == "eos" for g in gens])
         scores = penalize_missing_eos(scores, has_eos, cfg.missing_eos_penalty)

@@ -2,7 +2,10 @@
 
 1. encode each comparison as two sequences "query + summary + EOS" (right-padded with [PAD])
 2. the reward is the head's output at the EOS (the last non-pad token; HF's sequence-classification models read
-   exactly that position), so a whole summary is judged once it is finished
+   exactly that position), so a whole summary is judged once it is finished; or, with ``rm.pooling = "sum"``, the
+   sum of the head's outputs over the response's positions (its tokens and the EOS). A shallow backbone cannot
+   gather "is every stated value the post's?" into one position (the tiny 2-layer model's last-token RM rewarded
+   invented values; docs/ppo.md), while a sum over positions adds up checks each position can make itself.
 3. Bradley-Terry loss -log sigmoid(r_preferred - r_other)
 4. validation accuracy against the labelers' choices, beside the labelers' agreement with each other on the same
    pairs (the ceiling an RM can reach against noisy labelers)
@@ -38,11 +41,22 @@ from training.optim import adamw, lr_at, set_lr
 from training.sft import _disable_dropout, encode_query
 from training.task import QueryTooLong, reference_response
 
+POOLINGS = ("last", "sum")
+
 
 @dataclass(frozen=True, slots=True)
 class Pair:
     preferred: list[int]  # query + summary + EOS
     other: list[int]
+    start: int = 0  # query length: the response starts here in both sequences
+
+
+def pooling_of(meta: dict[str, Any]) -> str:
+    """How a reward checkpoint reads its reward (its prefsum.json); checkpoints from before pooling existed: "last"."""
+    pooling = str(meta.get("reward_pooling", "last"))
+    if pooling not in POOLINGS:
+        raise ValueError(f"reward_pooling {pooling!r} in the checkpoint's prefsum.json is not one of {POOLINGS}")
+    return pooling
 
 
 def encode_summary(tokenizer, query_ids: list[int], summary: str, max_response_tokens: int) -> list[int]:
@@ -65,7 +79,7 @@ def encode_pairs(comparisons: list[Comparison], tokenizer, max_query_tokens: int
             dropped += 1
             continue
         a, b = (encode_summary(tokenizer, q, s.text, max_response_tokens) for s in c.summaries)
-        pairs.append(Pair(a, b) if c.choice == 0 else Pair(b, a))
+        pairs.append(Pair(a, b, len(q)) if c.choice == 0 else Pair(b, a, len(q)))
     return pairs, dropped
 
 
@@ -81,14 +95,70 @@ def pad_right(seqs: list[list[int]], pad_id: int):
     return ids, mask
 
 
-def rewards(model, seqs: list[list[int]], pad_id: int, batch_size: int = 64):
-    """Raw rewards (no bias) for token sequences ending in EOS. -> (N,) tensor."""
+def response_positions(mask, starts: list[int]):
+    """(B, T) right-padded attention mask and each row's response start -> (B, T) float, 1 on response + EOS."""
+    import torch  # noqa: PLC0415
+
+    cols = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+    return ((cols >= torch.tensor(starts, device=mask.device).unsqueeze(1)) & mask.bool()).float()
+
+
+def token_scores(model, ids, mask, position_ids=None):
+    """The scalar head at every position of a sequence-classification model. (B, T) -> (B, T)."""
+    backbone = getattr(model, model.base_model_prefix)
+    hidden = backbone(input_ids=ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
+    return model.score(hidden).squeeze(-1)
+
+
+def reward_forward(model, ids, mask, pooling: str = "last", starts: list[int] | None = None):
+    """Raw rewards (no bias) of right-padded sequences. (B, T) -> (B,). ``starts`` (query lengths) for "sum".
+
+    ``model`` is the sequence-classification model, or (while training "sum") its ``sum_pooled`` wrapper, possibly
+    inside DDP: the whole computation then runs in the wrapper's forward, as DDP needs."""
+    if pooling == "last":
+        return model(input_ids=ids, attention_mask=mask).logits[:, 0]
+    if pooling != "sum":
+        raise ValueError(f"rm.pooling must be one of {POOLINGS}, got {pooling!r}")
+    if starts is None:
+        raise ValueError('rm.pooling "sum" needs each sequence\'s response start (its query length)')
+    resp = response_positions(mask, starts)
+    if hasattr(model, "score"):
+        return (token_scores(model, ids, mask) * resp).sum(1)
+    return model(ids, mask, resp)  # the sum_pooled wrapper (or DDP around it)
+
+
+def sum_pooled(model):
+    """An nn.Module around a sequence-classification model whose forward(ids, mask, resp) is the summed reward."""
+    from torch import nn  # noqa: PLC0415
+
+    class SumPooledReward(nn.Module):
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, ids, mask, resp):
+            return (token_scores(self.inner, ids, mask) * resp).sum(1)
+
+    return SumPooledReward(model)
+
+
+def rewards(
+    model,
+    seqs: list[list[int]],
+    pad_id: int,
+    batch_size: int = 64,
+    *,
+    pooling: str = "last",
+    starts: list[int] | None = None,
+):
+    """Raw rewards (no bias) for token sequences (query + response + EOS). -> (N,) tensor."""
     import torch  # noqa: PLC0415
 
     out = []
     for s in range(0, len(seqs), batch_size):
         ids, mask = pad_right(seqs[s : s + batch_size], pad_id)
-        out.append(model(input_ids=ids, attention_mask=mask).logits[:, 0])
+        chunk = None if starts is None else starts[s : s + batch_size]
+        out.append(reward_forward(model, ids, mask, pooling, chunk))
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -107,13 +177,16 @@ def labeler_agreement(comparisons: list[Comparison]) -> tuple[float | None, int]
     return (agree / total if total else None), total
 
 
-def accuracy(model, pairs: list[Pair], pad_id: int) -> float:
+def accuracy(model, pairs: list[Pair], pad_id: int, pooling: str = "last") -> float:
     import torch  # noqa: PLC0415
 
     if not pairs:
         return float("nan")
+    starts = [p.start for p in pairs] * 2
     with torch.no_grad():
-        r = rewards(model, [p.preferred for p in pairs] + [p.other for p in pairs], pad_id)
+        r = rewards(
+            model, [p.preferred for p in pairs] + [p.other for p in pairs], pad_id, pooling=pooling, starts=starts
+        )
     n = len(pairs)
     return (r[:n] > r[n:]).float().mean().item()
 
@@ -186,9 +259,11 @@ def run_rm(
         f"{agreement if agreement is None else round(agreement, 3)} ({n_agree_pairs} judgment pairs)"
     )
 
-    opt = adamw(model, cfg.lr, cfg.weight_decay)
-    model, opt, step, history, metrics_path = start_run(
-        out, model, opt, dist, resume=resume, stage="RM training", total_steps=steps
+    # "sum" trains through a wrapper whose forward is the whole pooled reward (so DDP sees it); "last" is HF's own
+    trained = sum_pooled(model) if cfg.pooling == "sum" else model
+    opt = adamw(trained, cfg.lr, cfg.weight_decay)
+    trained, opt, step, history, metrics_path = start_run(
+        out, trained, opt, dist, resume=resume, stage="RM training", total_steps=steps
     )
 
     # one fixed shuffle per epoch, derived from the seed: batch k is the same whether or not the run was resumed
@@ -205,12 +280,13 @@ def run_rm(
         set_lr(opt, lr := lr_at(step, cfg.lr, cfg.warmup_steps, steps, cfg.min_lr_ratio))
         batch = dist.local(batch_at(step))
         ids, mask = pad_right([p.preferred for p in batch] + [p.other for p in batch], pad)
-        r = model(input_ids=ids.to(dist.device), attention_mask=mask.to(dist.device)).logits[:, 0]  # (2b,)
+        starts = [p.start for p in batch] * 2
+        r = reward_forward(trained, ids.to(dist.device), mask.to(dist.device), cfg.pooling, starts)  # (2b,)
         n = len(batch)
         loss = bradley_terry_loss(r[:n], r[n:])  # equal shares: the mean over processes is the global mean
         opt.zero_grad(set_to_none=True)
         dist.backward(loss)
-        dist.clip_grad_norm(model, cfg.grad_clip)
+        dist.clip_grad_norm(trained, cfg.grad_clip)
         opt.step()
         step += 1
         loss_acc += dist.sum(loss.item()) / dist.world
@@ -219,12 +295,12 @@ def run_rm(
         bar.update(1)
         if step % cfg.eval_every == 0 or step == steps:
             if dist.is_main:
-                net = dist.unwrap(model).eval()
+                net = dist.unwrap(trained).eval()  # `model` is (inside) it
                 row = {
                     "step": step,
                     "train/loss": loss_acc / n_acc,
                     "train/accuracy": acc_acc / n_acc,
-                    "val/accuracy": accuracy(net, valid, pad),
+                    "val/accuracy": accuracy(model, valid, pad, cfg.pooling),
                     "train/lr": lr,
                 }
                 net.train()
@@ -241,13 +317,12 @@ def run_rm(
             loss_acc = acc_acc = 0.0
             n_acc = 0
     bar.close()
-    model = dist.unwrap(model)
 
     # 5. centre the references at 0
     model.eval()
-    ref_seqs = _reference_sequences(comps, references, tokenizer, cfg)
+    ref_seqs, ref_starts = _reference_sequences(comps, references, tokenizer, cfg)
     with torch.no_grad():
-        bias = rewards(model, ref_seqs, pad).mean().item() if ref_seqs else 0.0
+        bias = rewards(model, ref_seqs, pad, pooling=cfg.pooling, starts=ref_starts).mean().item() if ref_seqs else 0.0
     final = dict(history[-1]) if history else {}
     final |= {"labeler_agreement": agreement, "labeler_agreement_pairs": n_agree_pairs}
     if agreement:
@@ -265,6 +340,7 @@ def run_rm(
         },
         "parent": str(sft_dir),
         "reward_bias": bias,
+        "reward_pooling": cfg.pooling,
         "processes": dist.world,
         "metrics": final,
         "history": history,
@@ -277,7 +353,7 @@ def run_rm(
     return meta
 
 
-def _reference_sequences(comps, references, tokenizer, cfg: RMConfig) -> list[list[int]]:
+def _reference_sequences(comps, references, tokenizer, cfg: RMConfig) -> tuple[list[list[int]], list[int]]:
     """query + reference + EOS for every reference summary that sets the bias: the given TL;DR posts' summaries, or
     the distinct "ref" summaries in the comparisons."""
     if references is not None:
@@ -285,11 +361,12 @@ def _reference_sequences(comps, references, tokenizer, cfg: RMConfig) -> list[li
     else:
         seen = {(c.info.id, s.text): (c.info, s.text) for c in comps for s in c.summaries if s.policy == "ref"}
         items = list(seen.values())
-    seqs = []
+    seqs, starts = [], []
     for item, text in items:
         try:
             q = encode_query(item, tokenizer, cfg.max_query_tokens)
         except QueryTooLong:
             continue
         seqs.append(encode_summary(tokenizer, q, text, cfg.max_response_tokens))
-    return seqs
+        starts.append(len(q))
+    return seqs, starts

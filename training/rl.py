@@ -21,16 +21,31 @@ def penalize_missing_eos(scores: torch.Tensor, has_eos: torch.Tensor, penalty: f
 def kl_penalized_rewards(
     scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, kl_coef: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token rewards: -kl_coef * (log pi - log pi_ref) on every response token, plus the RM score on the last.
+    """Per-token rewards: -kl_coef * (log pi - log pi_ref) on every response token, plus the RM score on the last;
+    or, given per-token scores (B, T) (a dense reward, e.g. a sum-pooled RM's output at each position), plus each
+    token's own score.
 
-    scores (B,), logprobs/ref_logprobs/mask (B, T) -> (rewards (B, T), per-token KL estimate (B, T)).
+    scores (B,) or (B, T), logprobs/ref_logprobs/mask (B, T) -> (rewards (B, T), per-token KL estimate (B, T)).
     """
     mask = mask.to(logprobs.dtype)
     kl = (logprobs - ref_logprobs) * mask  # (B, T) the k1 estimator, zero on padding
     rewards = -kl_coef * kl
+    if scores.dim() == 2:
+        return rewards + scores * mask, kl
     last = (mask.sum(dim=1).long() - 1).clamp(min=0)  # index of the last real token (the EOS), (B,)
     rewards[torch.arange(len(scores)), last] += scores
     return rewards, kl
+
+
+def penalize_missing_eos_dense(
+    token_scores: torch.Tensor, mask: torch.Tensor, has_eos: torch.Tensor, penalty: float
+) -> torch.Tensor:
+    """The dense form of ``penalize_missing_eos``: a row that never emitted EOS gets 0 on every token and
+    ``penalty`` on its last real token, so its total is the penalty. (B, T), (B, T), (B,) -> (B, T)."""
+    last = (mask.sum(dim=1).long() - 1).clamp(min=0)  # (B,)
+    penalised = torch.zeros_like(token_scores)
+    penalised[torch.arange(len(last)), last] = penalty
+    return torch.where(has_eos.unsqueeze(1), token_scores, penalised)
 
 
 def gae(
