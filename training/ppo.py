@@ -10,8 +10,10 @@ Each iteration:
  2. generate: one response per query at ``temperature`` (top_k=0, top_p=1) with a KV cache, cut at the first EOS;
     the sampling loop records log pi(token) from the same logits/temperature (these are PPO's "old" logprobs)
  3. reference logprobs: the frozen SFT policy on the same tokens, also at logits/temperature
- 4. scores: the RM's bias-corrected reward at the response's EOS; a response with no EOS gets a fixed penalty
- 5. KL-penalised rewards: -beta * (log pi - log pi_SFT) on every token, plus the score on the last one
+ 4. scores: the RM's bias-corrected reward (at the EOS, or summed over the response for rm.pooling = "sum"); a
+    response with no EOS gets a fixed penalty
+ 5. KL-penalised rewards: -beta * (log pi - log pi_SFT) on every token, plus the score on the last one (or, with
+    ppo.dense_rewards, each token's own share of a sum-pooled score)
  6. advantages and returns: GAE (gamma, lambda) against the value network's estimates, advantages whitened
  7. PPO epochs: ``ppo_epochs`` passes over shuffled minibatches, clipped policy loss + vf_coef * clipped value loss
  8. log: namespaced metrics (objective/*, ppo/*, time/*), a few samples with score and KL, the KL controller update
