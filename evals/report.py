@@ -23,7 +23,8 @@ Input: a folder. Every ``*.jsonl`` in it whose first record is in the public com
 - Agreement: labelers = share of pairs of judgments by different labelers of the same two summaries that chose alike;
   rm_vs_labelers = share of labeler judgments the reward model agrees with on the same pairs (pairs of two identical
   texts excluded).
-- Over-optimisation: a sweep file, a JSON list of ``{"kl_coef", "kl", "rm_score", "gold_win_rate"}``.
+- Over-optimisation: a sweep file, a JSON list of ``{"kl_coef", "kl", "rm_score", "gold_win_rate"}``; a point
+  with ``kl_coef`` null is the SFT policy itself (KL 0), where the curve starts.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ def read_inputs(in_dir: str | Path) -> Inputs:
 
 
 def read_sweep(sweep: str | Path | Sequence[Mapping[str, Any]] | None) -> list[dict[str, float]] | None:
-    """Validate a sweep (a JSON file or a list) of ``{"kl_coef", "kl", "rm_score", "gold_win_rate"}``, sorted by kl."""
+    """Validate a sweep (a JSON file or a list) of ``{"kl_coef", "kl", "rm_score", "gold_win_rate"}``, sorted by kl.
+    ``kl_coef`` may be null: the SFT policy's own point (no PPO)."""
     if sweep is None:
         return None
     where = "sweep"
@@ -160,11 +162,14 @@ def read_sweep(sweep: str | Path | Sequence[Mapping[str, Any]] | None) -> list[d
         row = {}
         for key in SWEEP_KEYS:
             value = entry.get(key)
+            if key == "kl_coef" and value is None:
+                row[key] = None
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ReportInputError(f"{where}: entry {i}: {key!r} must be a finite number, got {value!r}")
             row[key] = float(value)
         rows.append(row)
-    return sorted(rows, key=lambda r: (r["kl"], r["kl_coef"]))
+    return sorted(rows, key=lambda r: (r["kl"], math.inf if r["kl_coef"] is None else r["kl_coef"]))
 
 
 def find_frames(in_dir: Path, frames: str | Path | None, data_dirs: Iterable[str]) -> Path | None:
@@ -530,7 +535,11 @@ def plot_overoptimization(sweep: Sequence[Mapping[str, Any]], path: Path) -> Non
     ax2.set_ylim(0, 1)
     for r in sweep:
         ax.annotate(
-            f"β={r['kl_coef']:g}", (r["kl"], r["rm_score"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            "SFT" if r["kl_coef"] is None else f"β={r['kl_coef']:g}",
+            (r["kl"], r["rm_score"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
         )
     ax.set_title("Over-optimisation: RM score vs gold preference")
     _save(fig, path)
@@ -706,7 +715,11 @@ def _tables(report: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
         out.append(("Agreement", ["who", "agreement", "pairs of judgments"], rows, caption))
     sweep = report.get("overoptimization")
     if sweep:
-        rows = [[_f(r["kl_coef"], 4), _f(r["kl"]), _f(r["rm_score"]), _f(r["gold_win_rate"])] for r in sweep]
+        rows = [
+            ["SFT" if r["kl_coef"] is None else _f(r["kl_coef"], 4)]
+            + [_f(r[k]) for k in ("kl", "rm_score", "gold_win_rate")]
+            for r in sweep
+        ]
         out.append(("Over-optimisation sweep", list(SWEEP_KEYS), rows, "Sorted by KL."))
     return out
 

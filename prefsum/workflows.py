@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -276,8 +277,10 @@ def ppo_sweep(
     """The over-optimisation curve (the paper's Figure 5): PPO from RUN/sft against RUN/rm at each KL coefficient
     (RUN/sweep/kl_<coef>/, reused when already trained, resumed when killed), then on ``n_eval`` held-out posts:
     the KL from the SFT policy (sampled responses), the mean RM score and the labeler pool's preference vs the
-    reference (greedy summaries, judged by the world's simulated labelers). Writes RUN/sweep/sweep.json and
-    sweep.png; returns the points sorted by KL coefficient, largest first."""
+    reference (greedy summaries, judged by the world's simulated labelers). The SFT policy itself is the last
+    point (``kl_coef`` None, KL 0), where the curve starts. A kl_<coef>/ older than RUN/sft or RUN/rm, or trained
+    with other PPO settings, is stale and trained again. Writes RUN/sweep/sweep.json and sweep.png;
+    returns the points sorted by KL coefficient, largest first, then SFT."""
     import dataclasses  # noqa: PLC0415
 
     import torch  # noqa: PLC0415
@@ -309,23 +312,19 @@ def ppo_sweep(
     queries = [encode_query(p, tokenizer, base_cfg.max_query_tokens) for p in posts]
     rm_bias = float(read_meta(rm_dir).get("reward_bias", 0.0))
     _, ref, _, rm = load_models(sft, rm_dir, rm_bias)
-    points = []
-    for coef in sorted(set(kl_coefs), reverse=True):
-        out = run / "sweep" / f"kl_{coef:g}"
-        cfg = dataclasses.replace(base_cfg, kl_coef=coef, adaptive_kl=False)
-        if not (out / "prefsum.json").is_file():
-            print(f"sweep: PPO at beta {coef:g} -> {out}", flush=True)
-            run_ppo(sft, rm_dir, world / "tldr" / "train.jsonl", out, cfg, resume=True, progress=progress)
-        torch.set_num_threads(base_cfg.threads)
-        policy = AutoModelForCausalLM.from_pretrained(str(out)).eval()
-        kl = measure_kl(policy, ref, queries, cfg, eos_id=eos, pad_id=pad, seed=base_cfg.seed)
+    torch.set_num_threads(base_cfg.threads)
+
+    def measure(policy, cfg, kl_coef: float | None, checkpoint: Path) -> dict[str, Any]:
+        # The SFT point (kl_coef None) is the reference itself: its KL is 0 by definition.
+        kl = 0.0 if policy is ref else measure_kl(policy, ref, queries, cfg, eos_id=eos, pad_id=pad, seed=cfg.seed)
         gens = generate(policy, tokenizer, queries, max_new_tokens=cfg.max_response_tokens)
         scores = score_sequences(rm, queries, [g.tokens for g in gens], eos, pad)
         quality = judge_summaries(
             frames, posts, [g.text for g in gens], seed=0, finish_reasons=[g.finish_reason for g in gens]
         )
         point = {
-            "kl_coef": coef,
+            "kl_coef": kl_coef,
+            "policy": "sft" if kl_coef is None else f"ppo beta={kl_coef:g}",
             "kl": round(kl, 4),
             "rm_score": round(scores.mean().item(), 4),
             "gold_win_rate": round(quality.win_rate, 4),
@@ -333,18 +332,62 @@ def ppo_sweep(
             "fact_recall": round(quality.fact_recall, 4),
             "wrong_value_rate": round(quality.wrong_value_rate, 4),
             "n": len(posts),
-            "checkpoint": str(out),
+            "checkpoint": str(checkpoint),
         }
         print(
-            f"sweep: beta {coef:g}: KL {kl:.2f} nats, RM score {point['rm_score']:+.3f}, "
+            f"sweep: {point['policy']}: KL {kl:.2f} nats, RM score {point['rm_score']:+.3f}, "
             f"preferred to the reference {quality.win_rate:.1%}",
             flush=True,
         )
-        points.append(point)
+        return point
+
+    points = []
+    for coef in sorted(set(kl_coefs), reverse=True):
+        out = run / "sweep" / f"kl_{coef:g}"
+        cfg = dataclasses.replace(base_cfg, kl_coef=coef, adaptive_kl=False)
+        stale = stale_sweep_point(out, sft, rm_dir, cfg)
+        if stale:
+            print(f"sweep: {out} is stale ({stale}); training it again", flush=True)
+            shutil.rmtree(out)
+        if not (out / "prefsum.json").is_file():
+            print(f"sweep: PPO at beta {coef:g} -> {out}", flush=True)
+            run_ppo(sft, rm_dir, world / "tldr" / "train.jsonl", out, cfg, resume=True, progress=progress)
+        torch.set_num_threads(base_cfg.threads)
+        policy = AutoModelForCausalLM.from_pretrained(str(out)).eval()
+        points.append(measure(policy, cfg, coef, out))
+    # The starting point of the curve: the SFT policy itself, at KL 0.
+    points.append(measure(ref, base_cfg, None, sft))
     path = run / "sweep" / "sweep.json"
     atomic_write_text(path, json.dumps(points, indent=2) + "\n")
     plot_sweep(points, run / "sweep" / "sweep.png")
     return points
+
+
+# PPO fields that do not change what a sweep point measures (threads, logging cadence, gradient accumulation).
+_SWEEP_IRRELEVANT = ("threads", "eval_every", "micro_batch_size")
+
+
+def stale_sweep_point(out: Path, sft: Path, rm_dir: Path, cfg) -> str | None:
+    """Why an existing sweep checkpoint OUT does not belong to this sweep (None when it does, or when OUT has no
+    finished checkpoint): the SFT policy or the RM was saved after it, or it has another PPO config."""
+    import dataclasses  # noqa: PLC0415
+
+    from training.checkpoint import read_meta  # noqa: PLC0415
+
+    if not (out / "prefsum.json").is_file():
+        return None
+    meta = read_meta(out)
+    # Paths in the metadata are as typed at training time (relative to that cwd), so identity is judged by time:
+    # a point trained before the current SFT policy or RM was saved was trained from other models.
+    for path in (sft, rm_dir):
+        if str(read_meta(path).get("saved_at", "")) > str(meta.get("saved_at", "")):
+            return f"{path} was saved after it"
+    have = {k: v for k, v in (meta.get("config") or {}).get("ppo", {}).items() if k not in _SWEEP_IRRELEVANT}
+    want = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _SWEEP_IRRELEVANT}
+    changed = sorted(k for k in want.keys() | have.keys() if have.get(k) != want.get(k))
+    if changed:
+        return f"trained with other ppo settings: {', '.join(changed)}"
+    return None
 
 
 def plot_sweep(points: list[dict[str, Any]], path: Path) -> None:

@@ -115,6 +115,7 @@ def test_report_json_contract_and_files(hand_dir, tmp_path):
             [
                 {"kl_coef": 0.01, "kl": 20.0, "rm_score": 3.0, "gold_win_rate": 0.3},
                 {"kl_coef": 0.1, "kl": 5.0, "rm_score": 1.0, "gold_win_rate": 0.5},
+                {"kl_coef": None, "policy": "sft", "kl": 0.0, "rm_score": 0.2, "gold_win_rate": 0.4},
             ]
         ),
         encoding="utf-8",
@@ -122,6 +123,11 @@ def test_report_json_contract_and_files(hand_dir, tmp_path):
     report = build_report(hand_dir, out, sweep=sweep)
     on_disk = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert on_disk == report
+    # sorted by KL, the SFT point (kl_coef null) first; extra keys such as "policy" are not carried
+    assert [r["kl_coef"] for r in report["overoptimization"]] == [None, 0.1, 0.01]
+    assert report["overoptimization"][0] == {"kl_coef": None, "kl": 0.0, "rm_score": 0.2, "gold_win_rate": 0.4}
+    assert "| SFT | 0.000 | 0.200 | 0.400 |" in (out / "report.md").read_text(encoding="utf-8")
+    assert (out / "fig_overoptimization.png").read_bytes()[:4] == b"\x89PNG"
     for entry in report["tldr"].values():
         assert {"n", "win_rate", "win_rate_ci", "lc_win_rate", "lc_ci", "mean_tokens"} <= set(entry)
         assert "gold" not in entry  # no frames for hand-made posts
@@ -129,7 +135,7 @@ def test_report_json_contract_and_files(hand_dir, tmp_path):
         assert {"n", "axes", "lc_overall"} <= set(entry)
         assert set(entry["axes"]) == {"overall", "accuracy", "coverage", "coherence"}
     assert {"labelers", "rm_vs_labelers"} <= set(report["agreement"])
-    assert [r["kl"] for r in report["overoptimization"]] == [5.0, 20.0]  # sorted by KL
+    assert [r["kl"] for r in report["overoptimization"]] == [0.0, 5.0, 20.0]  # sorted by KL
     assert set(report["overoptimization"][0]) == {"kl_coef", "kl", "rm_score", "gold_win_rate"}
     figures = report["meta"]["figures"]
     assert set(figures) == {"preference", "raw_vs_lc", "likert", "overoptimization"}

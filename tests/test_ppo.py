@@ -286,7 +286,7 @@ def test_sweep_writes_the_curve_and_a_strong_penalty_keeps_the_policy_close(ppo_
     import dataclasses
     import shutil
 
-    from prefsum.workflows import ppo_sweep
+    from prefsum.workflows import ppo_sweep, stale_sweep_point
     from training.config import Profile
 
     sft, rm = ppo_models
@@ -297,12 +297,46 @@ def test_sweep_writes_the_curve_and_a_strong_penalty_keeps_the_policy_close(ppo_
     profile = dataclasses.replace(Profile(), ppo=cfg)
     points = ppo_sweep(run, tiny_world, profile, [0.0, 3.0], n_eval=24, progress=False)
     saved = json.loads((run / "sweep" / "sweep.json").read_text())
-    assert saved == points and [p["kl_coef"] for p in points] == [3.0, 0.0]
+    assert saved == points and [p["kl_coef"] for p in points] == [3.0, 0.0, None]
     for p in points:
         assert {"kl_coef", "kl", "rm_score", "gold_win_rate"} <= set(p) and 0 <= p["gold_win_rate"] <= 1
-    strong, free = points
-    assert strong["kl"] < free["kl"], points
+    strong, free, start = points
+    assert start["policy"] == "sft" and start["kl"] == 0.0 and start["checkpoint"] == str(run / "sft")
+    assert 0 < strong["kl"] < free["kl"], points
     assert (run / "sweep" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+    # A second sweep reuses both points; after the RM is saved again they are stale and trained again.
+    trained = {
+        p["kl_coef"]: (run / "sweep" / f"kl_{p['kl_coef']:g}" / "prefsum.json").stat().st_mtime_ns for p in points[:2]
+    }
+    assert ppo_sweep(run, tiny_world, profile, [0.0, 3.0], n_eval=24, progress=False) == points
+    for coef, mtime in trained.items():
+        assert (run / "sweep" / f"kl_{coef:g}" / "prefsum.json").stat().st_mtime_ns == mtime
+    meta = json.loads((run / "rm" / "prefsum.json").read_text())
+    meta["saved_at"] = "9999-01-01T00:00:00Z"
+    (run / "rm" / "prefsum.json").write_text(json.dumps(meta))
+    assert stale_sweep_point(run / "sweep" / "kl_3", run / "sft", run / "rm", dataclasses.replace(cfg, kl_coef=3.0))
+    ppo_sweep(run, tiny_world, profile, [3.0], n_eval=24, progress=False)
+    assert (run / "sweep" / "kl_3" / "prefsum.json").stat().st_mtime_ns != trained[3.0]
+
+
+def test_a_sweep_point_with_other_ppo_settings_is_stale(ppo_models, tmp_path):
+    import dataclasses
+    import shutil
+
+    from prefsum.workflows import stale_sweep_point
+
+    sft, rm = ppo_models
+    cfg = _cfg(steps=1, kl_coef=0.5)
+    point = tmp_path / "kl_0.5"
+    assert stale_sweep_point(point, sft, rm, cfg) is None  # nothing there yet
+    point.mkdir()
+    shutil.copy(sft / "prefsum.json", point / "prefsum.json")
+    meta = json.loads((point / "prefsum.json").read_text())
+    meta.update(saved_at="9999-01-01T00:00:00Z", config={"ppo": dataclasses.asdict(cfg)})
+    (point / "prefsum.json").write_text(json.dumps(meta))
+    assert stale_sweep_point(point, sft, rm, dataclasses.replace(cfg, threads=1, eval_every=7)) is None
+    assert "lr" in stale_sweep_point(point, sft, rm, dataclasses.replace(cfg, lr=cfg.lr * 2))
 
 
 def test_micro_batches_accumulate_to_the_same_update(ppo_models, tiny_world, tmp_path):
