@@ -530,9 +530,18 @@ def plot_overoptimization(sweep: Sequence[Mapping[str, Any]], path: Path) -> Non
     ax.set_xlabel("KL(policy || SFT), nats")
     ax.set_ylabel("reward model score", color="tab:blue")
     ax2 = ax.twinx()
-    ax2.plot(kl, [r["gold_win_rate"] for r in sweep], "s-", color="tab:red", label="gold preference")
-    ax2.set_ylabel("gold preference vs reference", color="tab:red")
-    ax2.set_ylim(0, 1)
+    gold = [r["gold_win_rate"] for r in sweep]
+    cis = [r.get("gold_win_rate_ci") for r in sweep]
+    if all(ci is not None for ci in cis):  # sweep.json carries the 95% intervals; the report's rows do not
+        ax2.errorbar(kl, gold, yerr=_err(gold, cis), fmt="s-", color="tab:red", capsize=3, label="gold preference")
+        lo, hi = min(ci[0] for ci in cis), max(ci[1] for ci in cis)
+    else:
+        ax2.plot(kl, gold, "s-", color="tab:red", label="gold preference")
+        lo, hi = min(gold), max(gold)
+    ax2.set_ylabel("gold preference vs reference (95% CI)", color="tab:red")
+    # Scaled to the data (a fixed 0-1 axis flattens a 5-point peak into a line), padded, within [0, 1].
+    pad = max(0.05, 0.15 * (hi - lo))
+    ax2.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
     for r in sweep:
         ax.annotate(
             "SFT" if r["kl_coef"] is None else f"β={r['kl_coef']:g}",

@@ -607,8 +607,10 @@ def build_parser() -> argparse.ArgumentParser:
         "PPO at several KL coefficients: the over-optimisation curve",
         cmd_train_ppo_sweep,
         "The paper's Figure 5 as a tool: PPO from RUN/sft against RUN/rm at each KL coefficient (RUN/sweep/kl_X/, "
-        "reused when present, resumed when killed), then on held-out posts the KL from the SFT policy, the mean RM "
-        "score and how often the simulated labelers prefer the policy to the reference. Writes "
+        "reused when current, trained again when older than RUN/sft or RUN/rm or trained with other ppo settings, "
+        "resumed when killed), then on held-out posts the KL from the SFT policy, the mean RM score and how often "
+        "the simulated labelers prefer the policy to the reference; the SFT policy itself is the KL-0 point. "
+        "PPO's settings come from the profile (--set ppo.lr=1e-4 pushes every point further). Writes "
         "RUN/sweep/sweep.json (read by `prefsum eval report --sweep`) and sweep.png. Needs the offline world "
         "(gold labels); real data has no gold judge.",
     )
